@@ -1,0 +1,323 @@
+"""The `weerbaar` command line: parses options, calls the library, prints results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .db import open_db
+from .settings import Settings, SettingsError, load_settings
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(messages: list[str] | str) -> None:
+    """Print error messages to stderr and exit with the bad-input code."""
+    for line in [messages] if isinstance(messages, str) else messages:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+class Context:
+    """Settings and the database, opened on first use."""
+
+    def __init__(self, config: str | None):
+        self.config = config
+        self._settings: Settings | None = None
+        self._db = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config)
+            except SettingsError as exc:
+                _fail(str(exc))
+        return self._settings
+
+    @property
+    def db(self):
+        if self._db is None:
+            self._db = open_db(self.settings.db_path)
+        return self._db
+
+
+@click.group()
+@click.version_option(__version__, prog_name="weerbaar")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    envvar="WEERBAAR_CONFIG",
+    help="Settings file (TOML). Default: $WEERBAAR_CONFIG, else config/weerbaar.toml.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and warnings.")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
+    """Watch public social media for aggression against officials who opted in.
+
+    Example:
+
+        weerbaar officials import config/samples/officials.csv
+        weerbaar run --once
+        weerbaar digest
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(config)
+
+
+# -- registry -------------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def officials() -> None:
+    """Register officials who opted in, list them, and erase their data when they withdraw.
+
+    Example:
+
+        weerbaar officials import officials.csv
+    """
+
+
+@officials.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def officials_import(obj: Context, csv_file: str) -> None:
+    """Import officials from a CSV; every row is checked first and a bad file imports nothing.
+
+    Columns: name, role, body_type, body_name, x_handle, mastodon_handle, bluesky_handle, email, consent_date,
+    consent_scope, consent_recorded_by.
+
+    Example:
+
+        weerbaar officials import config/samples/officials.csv
+    """
+    from .officials import RegistryError, import_officials
+
+    try:
+        result = import_officials(obj.db, csv_file)
+    except RegistryError as exc:
+        click.echo(f"{csv_file}: nothing imported, {len(exc.errors)} problem(s):", err=True)
+        _fail(exc.errors)
+    click.echo(f"Imported {result['added']} official(s); {result['skipped']} already registered.")
+
+
+@officials.command("add")
+@click.option("--name", required=True)
+@click.option("--role", required=True, help="burgemeester, wethouder, raadslid, gedeputeerde, statenlid, dijkgraaf, ...")
+@click.option("--body-type", required=True, type=click.Choice(["gemeente", "provincie", "waterschap"]))
+@click.option("--body-name", required=True, help='For example "Gemeente Zwolle".')
+@click.option("--x", "x_handle", help="X handle, e.g. @AnneVisser.")
+@click.option("--mastodon", "mastodon_handle", help="Mastodon handle, e.g. @anne@mastodon.nl.")
+@click.option("--bluesky", "bluesky_handle", help="Bluesky handle, e.g. anne.bsky.social.")
+@click.option("--email")
+@click.option("--consent-date", required=True, help="Date consent was given (YYYY-MM-DD).")
+@click.option("--consent-scope", required=True, help="Platforms consented to, e.g. x,mastodon,bluesky.")
+@click.option("--recorded-by", required=True, help="Who recorded the consent.")
+@click.pass_obj
+def officials_add(obj: Context, **values: str | None) -> None:
+    """Register one official with a recorded consent.
+
+    Example:
+
+        weerbaar officials add --name "Anne Visser" --role wethouder --body-type gemeente \\
+            --body-name "Gemeente Zwolle" --x @AnneVisser --consent-date 2026-10-01 \\
+            --consent-scope x --recorded-by "griffie: J. de Wit"
+    """
+    from .officials import RegistryError, register_officials, validate_official
+
+    fields = {k: v or "" for k, v in values.items()}
+    fields["consent_recorded_by"] = fields.pop("recorded_by")
+    official, errors = validate_official(fields, "official")
+    if official is None:
+        _fail(errors)
+    try:
+        result = register_officials(obj.db, [official])
+    except RegistryError as exc:
+        _fail(exc.errors)
+    click.echo("Registered." if result["added"] else "Already registered.")
+
+
+@officials.command("list")
+@click.option("--all", "include_withdrawn", is_flag=True, help="Include officials who withdrew.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def officials_list(obj: Context, include_withdrawn: bool, as_json: bool) -> None:
+    """List registered officials, their handles and consent.
+
+    Example:
+
+        weerbaar officials list
+    """
+    from .officials import list_officials
+
+    rows = list_officials(obj.db, include_withdrawn)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['id']:>4}  {row['name'] or '[erased]':<28} {row['role']:<13} {row['body_name']:<28} "
+            f"{row['handles'] or '-'}  consent {row['consent_date']} [{row['consent_scope']}]"
+            + (f" withdrawn {row['withdrawn_at']}" if row["withdrawn_at"] else "")
+        )
+
+
+@officials.command("withdraw")
+@click.argument("official_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def officials_withdraw(obj: Context, official_id: int, yes: bool) -> None:
+    """Withdraw an official's consent and erase their mentions, scores, reviews and handles.
+
+    Example:
+
+        weerbaar officials withdraw 7 --yes
+    """
+    from .officials import RegistryError, withdraw_official
+
+    if not yes:
+        click.confirm(f"Erase all data of official {official_id}? This cannot be undone", abort=True)
+    try:
+        counts = withdraw_official(obj.db, official_id)
+    except RegistryError as exc:
+        _fail(exc.errors)
+    click.echo(
+        f"Consent withdrawn. Erased {counts['mentions']} mention(s), {counts['scores']} score(s), "
+        f"{counts['reviews']} review(s) and {counts['accounts']} account(s)."
+    )
+
+
+# -- collecting and scoring -----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", is_flag=True, required=True, help="Run every enabled source once and exit (for cron).")
+@click.option("--source", "only", multiple=True, help="Run only this source (repeatable).")
+@click.pass_obj
+def run(obj: Context, once: bool, only: tuple[str, ...]) -> None:
+    """Collect new mentions, score them and store them; print a summary per source.
+
+    Example:
+
+        weerbaar run --once
+    """
+    from .classifier import load_classifier
+    from .pipeline import run_once
+
+    try:
+        classifier = load_classifier(obj.settings)
+        runs = run_once(obj.db, obj.settings, classifier, list(only) or None)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    failed = False
+    for r in runs:
+        flagged = ", ".join(f"{k} {v}" for k, v in sorted(r.flagged.items())) or "none"
+        click.echo(
+            f"{r.source}: {r.status}; fetched {r.fetched}, new {r.new}, duplicates {r.duplicates}, "
+            f"quarantined {r.quarantined}, not about a registered official {r.unmatched}; flagged: {flagged}"
+        )
+        if r.error:
+            click.echo(f"{r.source}: {r.error}", err=True)
+            failed = failed or r.status == "error"
+    if not runs:
+        click.echo("No enabled sources.")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("input_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the scores.")
+@click.pass_obj
+def score(obj: Context, input_file: str, output: str) -> None:
+    """Score a JSONL file of {"id", "text"} lines; writes one result line per input, in order.
+
+    Each output line: {"id", "scores": {category: probability}, "labels": [...], "flagged": bool, "model": "name@version"}.
+
+    Example:
+
+        weerbaar score posts.jsonl -o scores.jsonl
+    """
+    from tqdm import tqdm
+
+    from .classifier import load_classifier
+    from .scoring import ScoreInputError, read_score_input, score_file
+
+    try:
+        total = len(read_score_input(input_file))
+    except ScoreInputError as exc:
+        click.echo(f"{input_file}: nothing scored, {len(exc.errors)} problem(s):", err=True)
+        _fail(exc.errors)
+    classifier = load_classifier(obj.settings)
+    with tqdm(total=total, unit="text", disable=not sys.stderr.isatty()) as bar:
+        count = score_file(
+            classifier, input_file, output, obj.settings.classifier.thresholds,
+            batch_size=obj.settings.classifier.batch_size, progress=bar.update,
+        )
+    click.echo(f"Scored {count} text(s) into {output}.", err=True)
+
+
+# -- digests --------------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local day (YYYY-MM-DD). Default: yesterday.")
+@click.option("--latest", is_flag=True, help="Use the day of the newest stored mention.")
+@click.pass_obj
+def digest(obj: Context, day: dt.datetime | None, latest: bool) -> None:
+    """Write the day's digest for staff as HTML and plain text.
+
+    Example:
+
+        weerbaar digest --date 2026-11-28
+    """
+    from zoneinfo import ZoneInfo
+
+    from .digests import latest_day, write_digest
+
+    settings = obj.settings
+    if day is not None:
+        chosen = day.date()
+    elif latest:
+        chosen = latest_day(obj.db, settings.timezone)
+        if chosen is None:
+            _fail("no mentions stored yet; run `weerbaar run --once` first")
+    else:
+        chosen = dt.datetime.now(ZoneInfo(settings.timezone)).date() - dt.timedelta(days=1)
+    html_path, text_path, result = write_digest(obj.db, settings, chosen)
+    click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")
+    click.echo(f"  {html_path}\n  {text_path}")
+
+
+@cli.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Run the whole job on the bundled sample: import officials, collect, score, store, write the digest.
+
+    Example:
+
+        weerbaar demo
+    """
+    from .settings import PROJECT_ROOT
+
+    sample = Path("config/samples/officials.csv")
+    if not sample.exists():
+        sample = PROJECT_ROOT / sample
+    ctx.invoke(officials_import, csv_file=str(sample))
+    try:
+        ctx.invoke(run, once=True, only=())
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    ctx.invoke(digest, day=None, latest=True)
+
+
+def main() -> None:
+    """Run the CLI."""
+    cli()

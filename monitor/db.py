@@ -1,0 +1,226 @@
+"""The SQLite database: connection settings, the schema and its named migrations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+migrations = Migrations("weerbaar")
+
+
+def utcnow() -> str:
+    """Return the current UTC time as an ISO 8601 string with a Z suffix."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def open_db(path: str | Path) -> sqlite_utils.Database:
+    """Open (and create or migrate) the Weerbaar database at PATH."""
+    path = Path(path)
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    # WAL lets the review app read while a collector writes; foreign keys make erasure cascade.
+    db.execute("PRAGMA journal_mode=WAL;")
+    db.execute("PRAGMA foreign_keys=ON;")
+    db.execute("PRAGMA busy_timeout=10000;")
+    # Erasure on withdrawal must not leave deleted text readable in free pages of the file.
+    db.execute("PRAGMA secure_delete=ON;")
+    migrations.apply(db)
+    return db
+
+
+def audit(db: sqlite_utils.Database, action: str, subject: str, detail: dict | None = None, actor: str = "system") -> None:
+    """Append a line to the audit log; DETAIL must never hold mention text or personal data."""
+    db["audit_log"].insert(
+        {
+            "at": utcnow(),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "detail": json.dumps(detail or {}, sort_keys=True),
+        }
+    )
+
+
+@migrations()
+def m001_registry(db: sqlite_utils.Database) -> None:
+    """Officials, their accounts per platform and their consents."""
+    db.execute(
+        """
+        CREATE TABLE officials (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            body_type TEXT NOT NULL CHECK (body_type IN ('gemeente', 'provincie', 'waterschap')),
+            body_name TEXT NOT NULL,
+            email TEXT,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'withdrawn')),
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            official_id INTEGER NOT NULL REFERENCES officials(id) ON DELETE CASCADE,
+            platform TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            platform_user_id TEXT,
+            authorised INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'ok',
+            state_detail TEXT,
+            UNIQUE (platform, handle)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE consents (
+            id INTEGER PRIMARY KEY,
+            official_id INTEGER NOT NULL REFERENCES officials(id),
+            given_on TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            recorded_by TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            withdrawn_at TEXT,
+            withdrawn_by TEXT
+        )"""
+    )
+
+
+@migrations()
+def m002_mentions_and_scores(db: sqlite_utils.Database) -> None:
+    """Mentions, model scores and human reviews, kept apart."""
+    db.execute(
+        """
+        CREATE TABLE mentions (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            post_id TEXT NOT NULL,
+            official_id INTEGER NOT NULL REFERENCES officials(id) ON DELETE CASCADE,
+            target_handle TEXT,
+            text TEXT NOT NULL,
+            author_handle TEXT,
+            author_id TEXT,
+            url TEXT,
+            in_reply_to TEXT,
+            lang TEXT,
+            created_at TEXT NOT NULL,
+            collected_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            raw_sha256 TEXT NOT NULL,
+            UNIQUE (platform, post_id)
+        )"""
+    )
+    db.execute("CREATE INDEX mentions_official_created ON mentions (official_id, created_at)")
+    db.execute(
+        """
+        CREATE TABLE scores (
+            id INTEGER PRIMARY KEY,
+            mention_id INTEGER NOT NULL REFERENCES mentions(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            model_version TEXT NOT NULL,
+            probabilities TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            flagged INTEGER NOT NULL,
+            scored_at TEXT NOT NULL,
+            UNIQUE (mention_id, model, model_version)
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            mention_id INTEGER NOT NULL REFERENCES mentions(id) ON DELETE CASCADE,
+            reviewer TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            note TEXT,
+            reviewed_at TEXT NOT NULL
+        )"""
+    )
+
+
+@migrations()
+def m003_runs_digests_audit(db: sqlite_utils.Database) -> None:
+    """Collector runs and cursors, quarantined records, digests and the audit log."""
+    db.execute(
+        """
+        CREATE TABLE collector_runs (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            cursor_before TEXT,
+            cursor_after TEXT,
+            fetched INTEGER NOT NULL DEFAULT 0,
+            new INTEGER NOT NULL DEFAULT 0,
+            duplicates INTEGER NOT NULL DEFAULT 0,
+            quarantined INTEGER NOT NULL DEFAULT 0,
+            unmatched INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            error_message TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE cursors (
+            source TEXT PRIMARY KEY,
+            cursor TEXT,
+            updated_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            run_id INTEGER REFERENCES collector_runs(id),
+            location TEXT,
+            reason TEXT NOT NULL,
+            raw TEXT,
+            quarantined_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            day TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            html_path TEXT NOT NULL,
+            text_path TEXT NOT NULL,
+            officials INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            threats INTEGER NOT NULL
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+
+
+@migrations()
+def m004_source_backoff_and_usage(db: sqlite_utils.Database) -> None:
+    """When a rate-limited source may be asked again, and API reads counted per month (X caps them)."""
+    db.execute("ALTER TABLE cursors ADD COLUMN retry_after TEXT")
+    db.execute(
+        """
+        CREATE TABLE api_usage (
+            source TEXT NOT NULL,
+            month TEXT NOT NULL,
+            reads INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (source, month)
+        )"""
+    )

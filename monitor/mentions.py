@@ -1,0 +1,122 @@
+"""The one normalised shape of a mention, whatever platform or file it came from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+PLATFORMS = ("x", "mastodon", "bluesky")
+# Longer texts are cut: no platform allows more, and a 20,000-character rant must not slow scoring or bloat evidence.
+MAX_TEXT_CHARS = 10_000
+# C0 controls (bar tab and newline) and DEL: they can hide text or drive a terminal (ANSI escapes).
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class MentionError(ValueError):
+    """A record that cannot become a mention; FIELD names what was wrong."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"field '{field_name}': {message}")
+        self.field = field_name
+
+
+@dataclass
+class Mention:
+    """A public post that mentions a registered official, normalised across platforms."""
+
+    platform: str
+    post_id: str
+    text: str
+    created_at: str
+    target_handle: str | None = None
+    author_handle: str | None = None
+    author_id: str | None = None
+    url: str | None = None
+    in_reply_to: str | None = None
+    lang: str | None = None
+    raw_sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def as_row(self) -> dict:
+        """Return the columns stored in the mentions table (EXTRA is not stored)."""
+        row = asdict(self)
+        row.pop("extra")
+        return row
+
+
+def clean_text(text: str) -> str:
+    """Remove control characters and cut text to MAX_TEXT_CHARS."""
+    text = _CONTROL_CHARS.sub("", text)
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS] + " […]"
+    return text
+
+
+def parse_timestamp(value: str) -> str:
+    """Parse an ISO 8601 timestamp and return it in UTC as YYYY-MM-DDTHH:MM:SSZ."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"not a timestamp: {value!r}")
+    parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def payload_hash(raw: object) -> str:
+    """Return the SHA-256 of a raw payload, so evidence can be matched to what the platform served."""
+    if isinstance(raw, bytes):
+        data = raw
+    elif isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogatepass")
+    else:
+        data = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_mention(
+    *,
+    platform: str,
+    post_id: object,
+    text: object,
+    created_at: object,
+    raw: object,
+    target_handle: str | None = None,
+    author_handle: str | None = None,
+    author_id: object = None,
+    url: str | None = None,
+    in_reply_to: object = None,
+    lang: str | None = None,
+) -> Mention:
+    """Validate and normalise one mention; raise MentionError naming the bad field."""
+    if platform not in PLATFORMS:
+        raise MentionError("platform", f"unknown platform {platform!r} (expected one of {', '.join(PLATFORMS)})")
+    if post_id is None or str(post_id).strip() == "":
+        raise MentionError("id", "missing post id")
+    if not isinstance(text, str) or not text.strip():
+        raise MentionError("text", "missing or empty text")
+    try:
+        created = parse_timestamp(created_at)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        raise MentionError("created_at", f"not an ISO 8601 timestamp: {created_at!r}") from None
+    return Mention(
+        platform=platform,
+        post_id=str(post_id).strip(),
+        text=clean_text(text),
+        created_at=created,
+        target_handle=target_handle,
+        author_handle=clean_text(author_handle) if author_handle else None,
+        author_id=str(author_id) if author_id is not None else None,
+        url=url,
+        in_reply_to=str(in_reply_to) if in_reply_to is not None else None,
+        lang=lang,
+        raw_sha256=payload_hash(raw),
+    )
+
+
+def normalise_handle(platform: str, handle: str) -> str:
+    """Return the comparable form of a handle: lower case, no leading @ (Mastodon keeps user@instance)."""
+    handle = handle.strip().lower()
+    return handle[1:] if handle.startswith("@") else handle

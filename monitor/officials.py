@@ -1,0 +1,324 @@
+"""The registry of officials who opted in: import, add, list and withdraw, with consent recorded."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from .db import audit, utcnow
+from .mentions import PLATFORMS, normalise_handle
+
+ROLES = (
+    "burgemeester",
+    "wethouder",
+    "raadslid",
+    "commissaris",
+    "gedeputeerde",
+    "statenlid",
+    "dijkgraaf",
+    "heemraad",
+    "hoogheemraad",
+    "algemeen bestuurslid",
+    "griffier",
+    "secretaris",
+)
+BODY_TYPES = ("gemeente", "provincie", "waterschap")
+CSV_COLUMNS = (
+    "name",
+    "role",
+    "body_type",
+    "body_name",
+    "x_handle",
+    "mastodon_handle",
+    "bluesky_handle",
+    "email",
+    "consent_date",
+    "consent_scope",
+    "consent_recorded_by",
+)
+REQUIRED_COLUMNS = ("name", "role", "body_type", "body_name", "consent_date", "consent_scope", "consent_recorded_by")
+_HANDLE_PATTERNS = {
+    "x": re.compile(r"^@?[A-Za-z0-9_]{1,15}$"),
+    "mastodon": re.compile(r"^@?[A-Za-z0-9_.]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"),
+    "bluesky": re.compile(r"^@?([A-Za-z0-9-]+\.)+[A-Za-z]{2,}$"),
+}
+
+
+class RegistryError(ValueError):
+    """Input that cannot be registered; ERRORS lists every problem found, each naming line and field."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass
+class OfficialInput:
+    """An official to register, with handles per platform and the consent that allows monitoring."""
+
+    name: str
+    role: str
+    body_type: str
+    body_name: str
+    consent_date: str
+    consent_scope: list[str]
+    consent_recorded_by: str
+    handles: dict[str, str] = field(default_factory=dict)
+    email: str | None = None
+
+
+def validate_official(values: dict[str, str], where: str) -> tuple[OfficialInput | None, list[str]]:
+    """Check one official's fields; return the input and a list of errors prefixed with WHERE."""
+    errors: list[str] = []
+
+    def err(field_name: str, message: str) -> None:
+        errors.append(f"{where}: field '{field_name}': {message}")
+
+    clean = {k: (v or "").strip() for k, v in values.items()}
+    for name in REQUIRED_COLUMNS:
+        if not clean.get(name):
+            err(name, "is required")
+    role = clean.get("role", "").lower()
+    if role and role not in ROLES:
+        err("role", f"unknown role {role!r} (expected one of: {', '.join(ROLES)})")
+    body_type = clean.get("body_type", "").lower()
+    if body_type and body_type not in BODY_TYPES:
+        err("body_type", f"unknown body type {body_type!r} (expected one of: {', '.join(BODY_TYPES)})")
+    consent_date = clean.get("consent_date", "")
+    if consent_date:
+        try:
+            given = dt.date.fromisoformat(consent_date)
+            if given > dt.date.today():
+                err("consent_date", f"{consent_date} lies in the future")
+        except ValueError:
+            err("consent_date", f"not a date in YYYY-MM-DD form: {consent_date!r}")
+    scope = [p.strip().lower() for p in clean.get("consent_scope", "").split(",") if p.strip()]
+    for platform in scope:
+        if platform not in PLATFORMS:
+            err("consent_scope", f"unknown platform {platform!r} (expected: {', '.join(PLATFORMS)})")
+    handles = {}
+    for platform in PLATFORMS:
+        handle = clean.get(f"{platform}_handle", "")
+        if not handle:
+            continue
+        if not _HANDLE_PATTERNS[platform].match(handle):
+            err(f"{platform}_handle", f"not a valid {platform} handle: {handle!r}")
+        elif platform not in scope:
+            err(f"{platform}_handle", f"consent_scope does not include {platform}; no consent, no collection")
+        else:
+            handles[platform] = handle
+    if not any(clean.get(f"{p}_handle") for p in PLATFORMS):
+        err("handles", "at least one of x_handle, mastodon_handle, bluesky_handle is required")
+    email = clean.get("email") or None
+    if email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
+        err("email", f"not an e-mail address: {email!r}")
+    if errors:
+        return None, errors
+    return (
+        OfficialInput(
+            name=clean["name"],
+            role=role,
+            body_type=body_type,
+            body_name=clean["body_name"],
+            consent_date=consent_date,
+            consent_scope=scope,
+            consent_recorded_by=clean["consent_recorded_by"],
+            handles=handles,
+            email=email,
+        ),
+        [],
+    )
+
+
+def read_officials_csv(path: str | Path) -> list[OfficialInput]:
+    """Read and validate every row of an officials CSV; raise RegistryError listing all problems."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise RegistryError([f"{path}: file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError([f"{path}: not valid UTF-8 (byte {exc.start})"]) from None
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise RegistryError([f"{path}:1: missing column(s): {', '.join(missing)}"])
+    officials, errors = [], []
+    seen: dict[tuple[str, str], int] = {}
+    for row in reader:
+        line = reader.line_num
+        official, row_errors = validate_official(row, f"{path}:{line}")
+        errors.extend(row_errors)
+        if official is None:
+            continue
+        for platform, handle in official.handles.items():
+            key = (platform, normalise_handle(platform, handle))
+            if key in seen:
+                errors.append(
+                    f"{path}:{line}: field '{platform}_handle': {handle} is also on line {seen[key]}"
+                )
+            seen[key] = line
+        officials.append(official)
+    if errors:
+        raise RegistryError(errors)
+    return officials
+
+
+def register_officials(
+    db: sqlite_utils.Database, officials: list[OfficialInput], actor: str = "cli", where: str = "input"
+) -> dict[str, int]:
+    """Register OFFICIALS with their accounts and consents in one transaction; all or nothing.
+
+    An official already registered (same name and body) is skipped. A handle that belongs to another official is an
+    error and nothing is registered.
+    """
+    errors = []
+    for index, official in enumerate(officials, start=1):
+        for platform, handle in official.handles.items():
+            owner = _account_owner(db, platform, handle)
+            if owner is not None and not _same_official(db, owner, official):
+                errors.append(
+                    f"{where}: official {index} ({official.name}): {platform} handle {handle} "
+                    f"is already registered to official {owner}"
+                )
+    if errors:
+        raise RegistryError(errors)
+    added = skipped = 0
+    with db.atomic():
+        for official in officials:
+            if _find_official(db, official) is not None:
+                skipped += 1
+                continue
+            official_id = db["officials"].insert(
+                {
+                    "name": official.name,
+                    "role": official.role,
+                    "body_type": official.body_type,
+                    "body_name": official.body_name,
+                    "email": official.email,
+                    "status": "active",
+                    "created_at": utcnow(),
+                }
+            ).last_pk
+            for platform, handle in official.handles.items():
+                db["accounts"].insert(
+                    {
+                        "official_id": official_id,
+                        "platform": platform,
+                        "handle": normalise_handle(platform, handle),
+                        "authorised": 0,
+                        "state": "ok",
+                    }
+                )
+            db["consents"].insert(
+                {
+                    "official_id": official_id,
+                    "given_on": official.consent_date,
+                    "scope": ",".join(official.consent_scope),
+                    "recorded_by": official.consent_recorded_by,
+                    "recorded_at": utcnow(),
+                }
+            )
+            audit(db, "official.registered", f"official:{official_id}", {"platforms": sorted(official.handles)}, actor)
+            added += 1
+    return {"added": added, "skipped": skipped}
+
+
+def import_officials(db: sqlite_utils.Database, path: str | Path, actor: str = "cli") -> dict[str, int]:
+    """Validate a CSV of officials, then register them all, or none if any row is bad."""
+    return register_officials(db, read_officials_csv(path), actor=actor, where=str(path))
+
+
+def list_officials(db: sqlite_utils.Database, include_withdrawn: bool = False) -> list[dict]:
+    """Return the registered officials with their handles and consent."""
+    where = "" if include_withdrawn else "WHERE o.status = 'active'"
+    rows = db.execute(
+        f"""
+        SELECT o.id, o.name, o.role, o.body_type, o.body_name, o.status,
+               (SELECT group_concat(a.platform || ':' || a.handle, ' ') FROM accounts a WHERE a.official_id = o.id)
+                   AS handles,
+               c.given_on AS consent_date, c.scope AS consent_scope, c.withdrawn_at
+        FROM officials o
+        LEFT JOIN consents c ON c.id = (SELECT max(id) FROM consents WHERE official_id = o.id)
+        {where}
+        ORDER BY o.id
+        """
+    ).fetchall()
+    keys = ["id", "name", "role", "body_type", "body_name", "status", "handles", "consent_date", "consent_scope",
+            "withdrawn_at"]
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = "cli") -> dict[str, int]:
+    """Erase an official's mentions, scores, reviews, handles and name in one transaction; keep an audit line.
+
+    The consent row stays, without content, as the record that monitoring had a lawful basis and then ended.
+    """
+    row = db.execute("SELECT status FROM officials WHERE id = ?", [official_id]).fetchone()
+    if row is None:
+        raise RegistryError([f"official {official_id}: no such official"])
+    if row[0] == "withdrawn":
+        raise RegistryError([f"official {official_id}: consent was already withdrawn"])
+    counts = {}
+    with db.atomic():
+        for table, sql in (
+            ("scores", "SELECT count(*) FROM scores JOIN mentions m ON m.id = scores.mention_id WHERE m.official_id = ?"),
+            ("reviews", "SELECT count(*) FROM reviews JOIN mentions m ON m.id = reviews.mention_id WHERE m.official_id = ?"),
+            ("mentions", "SELECT count(*) FROM mentions WHERE official_id = ?"),
+            ("accounts", "SELECT count(*) FROM accounts WHERE official_id = ?"),
+        ):
+            counts[table] = db.execute(sql, [official_id]).fetchone()[0]
+        # Foreign keys cascade from mentions to their scores and reviews.
+        db.execute("DELETE FROM mentions WHERE official_id = ?", [official_id])
+        db.execute("DELETE FROM accounts WHERE official_id = ?", [official_id])
+        db.execute(
+            "UPDATE officials SET name = '', email = NULL, status = 'withdrawn' WHERE id = ?", [official_id]
+        )
+        db.execute(
+            "UPDATE consents SET withdrawn_at = ?, withdrawn_by = ? WHERE official_id = ? AND withdrawn_at IS NULL",
+            [utcnow(), actor, official_id],
+        )
+        audit(db, "official.withdrawn", f"official:{official_id}", counts, actor)
+    return counts
+
+
+def consenting_accounts(db: sqlite_utils.Database) -> dict[tuple[str, str], int]:
+    """Return {(platform, handle): official_id} for accounts whose official consents to that platform now."""
+    rows = db.execute(
+        """
+        SELECT a.platform, a.handle, a.official_id, c.scope
+        FROM accounts a
+        JOIN officials o ON o.id = a.official_id AND o.status = 'active'
+        JOIN consents c ON c.official_id = a.official_id AND c.withdrawn_at IS NULL
+        """
+    ).fetchall()
+    return {
+        (platform, handle): official_id
+        for platform, handle, official_id, scope in rows
+        if platform in scope.split(",")
+    }
+
+
+def _account_owner(db: sqlite_utils.Database, platform: str, handle: str) -> int | None:
+    row = db.execute(
+        "SELECT official_id FROM accounts WHERE platform = ? AND handle = ?",
+        [platform, normalise_handle(platform, handle)],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _find_official(db: sqlite_utils.Database, official: OfficialInput) -> int | None:
+    row = db.execute(
+        "SELECT id FROM officials WHERE name = ? AND body_name = ? AND status = 'active'",
+        [official.name, official.body_name],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _same_official(db: sqlite_utils.Database, owner: int, official: OfficialInput) -> bool:
+    return _find_official(db, official) == owner

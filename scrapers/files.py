@@ -1,0 +1,120 @@
+"""Files of posts: the bundled sample, the generic format, and exports from research tools.
+
+The generic format is JSON Lines (or CSV with the same column names), one post a line:
+``platform`` (x, mastodon, bluesky), ``id``, ``text``, ``created_at`` (ISO 8601) are required;
+``author``, ``author_id``, ``url``, ``target`` (the official's handle), ``in_reply_to`` and ``lang`` are optional.
+Without ``target`` the official is found from the @handles in the text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from monitor.mentions import Mention, MentionError, make_mention
+
+from .base import Batch, Quarantined
+
+BATCH_SIZE = 200
+
+
+def parse_generic(record: dict, raw: object) -> Mention:
+    """Turn one generic-format record into a mention; raise MentionError naming the bad field."""
+    if not isinstance(record, dict):
+        raise MentionError("(record)", "not a JSON object")
+    return make_mention(
+        platform=str(record.get("platform", "")).strip().lower(),
+        post_id=record.get("id"),
+        text=record.get("text"),
+        created_at=record.get("created_at"),
+        raw=raw,
+        target_handle=record.get("target") or None,
+        author_handle=record.get("author") or None,
+        author_id=record.get("author_id") or None,
+        url=record.get("url") or None,
+        in_reply_to=record.get("in_reply_to") or None,
+        lang=record.get("lang") or None,
+    )
+
+
+class FileSource:
+    """Read posts from a JSONL or CSV file in the generic format; the cursor is the number of lines consumed."""
+
+    def __init__(self, name: str, path: str | Path, batch_size: int = BATCH_SIZE):
+        self.name = name
+        self.path = Path(path)
+        self.batch_size = batch_size
+
+    def fetch(self, cursor: str | None) -> Iterator[Batch]:
+        """Yield batches of mentions from the lines after CURSOR."""
+        start = _cursor_line(cursor, self.path)
+        batch = Batch()
+        for line_no, record, raw, error in self._records():
+            if line_no <= start:
+                continue
+            if error is None:
+                try:
+                    batch.mentions.append(parse_generic(record, raw))
+                except MentionError as exc:
+                    error = str(exc)
+            if error is not None:
+                batch.quarantined.append(Quarantined(f"{self.path}:{line_no}", error, _printable(raw)))
+            batch.cursor = json.dumps({"path": str(self.path), "line": line_no})
+            if len(batch.mentions) + len(batch.quarantined) >= self.batch_size:
+                yield batch
+                batch = Batch()
+        if batch.mentions or batch.quarantined:
+            yield batch
+
+    def _records(self) -> Iterator[tuple[int, dict | None, bytes, str | None]]:
+        """Yield (line number, parsed record, raw bytes, error) for every non-empty line."""
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: file not found")
+        if self.path.suffix.lower() == ".csv":
+            yield from self._csv_records()
+            return
+        with self.path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                raw = raw.rstrip(b"\r\n")
+                if not raw.strip():
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield line_no, None, raw, f"not valid UTF-8 at byte {exc.start}"
+                    continue
+                try:
+                    yield line_no, json.loads(text), raw, None
+                except json.JSONDecodeError as exc:
+                    yield line_no, None, raw, f"not valid JSON: {exc.msg} at column {exc.colno}"
+
+    def _csv_records(self) -> Iterator[tuple[int, dict | None, bytes, str | None]]:
+        data = self.path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line_no = data[: exc.start].count(b"\n") + 1
+            yield line_no, None, b"", f"not valid UTF-8 at byte {exc.start}"
+            return
+        reader = csv.DictReader(io.StringIO(text))
+        for row in reader:
+            yield reader.line_num, dict(row), json.dumps(row, ensure_ascii=False).encode("utf-8"), None
+
+
+def _cursor_line(cursor: str | None, path: Path) -> int:
+    """Return the last line consumed, or 0 when the cursor is empty or belongs to another file."""
+    if not cursor:
+        return 0
+    try:
+        state = json.loads(cursor)
+    except json.JSONDecodeError:
+        return 0
+    return int(state.get("line", 0)) if state.get("path") == str(path) else 0
+
+
+def _printable(raw: bytes) -> str:
+    """Return raw bytes as text, with undecodable bytes escaped, for the quarantine table."""
+    return raw.decode("utf-8", "backslashreplace")
