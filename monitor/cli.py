@@ -263,6 +263,24 @@ def score(obj: Context, input_file: str, output: str) -> None:
     click.echo(f"Scored {count} text(s) into {output}.", err=True)
 
 
+@cli.command()
+@click.pass_obj
+def purge(obj: Context) -> None:
+    """Delete mentions (with their scores and reviews) older than retention_days, and old quarantined records.
+
+    Example:
+
+        WEERBAAR_RETENTION_DAYS=180 weerbaar purge
+    """
+    from .retention import purge_expired
+
+    counts = purge_expired(obj.db, obj.settings)
+    click.echo(
+        f"Deleted {counts['mentions']} mention(s) and {counts['quarantine']} quarantined record(s) "
+        f"from before {counts['cutoff']}."
+    )
+
+
 # -- digests --------------------------------------------------------------------------------------------------------
 
 

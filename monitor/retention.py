@@ -1,0 +1,24 @@
+"""Retention: mentions older than the configured limit are deleted, with their scores and reviews."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlite_utils
+
+from .db import audit
+from .settings import Settings
+
+
+def purge_expired(db: sqlite_utils.Database, settings: Settings, now: dt.datetime | None = None) -> dict[str, int]:
+    """Delete mentions posted more than retention_days ago, and the quarantine of the same age; return counts."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    cutoff = (now - dt.timedelta(days=settings.retention_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with db.atomic():
+        mentions = db.execute("SELECT count(*) FROM mentions WHERE created_at < ?", [cutoff]).fetchone()[0]
+        # Scores and reviews go with their mention through the foreign keys' ON DELETE CASCADE.
+        db.execute("DELETE FROM mentions WHERE created_at < ?", [cutoff])
+        quarantined = db.execute("SELECT count(*) FROM quarantine WHERE quarantined_at < ?", [cutoff]).fetchone()[0]
+        db.execute("DELETE FROM quarantine WHERE quarantined_at < ?", [cutoff])
+        audit(db, "retention.purged", "mentions", {"cutoff": cutoff, "mentions": mentions, "quarantine": quarantined})
+    return {"mentions": mentions, "quarantine": quarantined, "cutoff": cutoff}
