@@ -281,6 +281,110 @@ def purge(obj: Context) -> None:
     )
 
 
+@cli.command("import")
+@click.argument("export_file", type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--format", "export_format", type=click.Choice(["auto", "generic", "4cat", "zeeschuimer"]), default="auto",
+    show_default=True, help="The export's format; auto judges it by its columns or first line.",
+)
+@click.option(
+    "--platform", type=click.Choice(["x", "mastodon", "bluesky"]),
+    help="Platform of a 4CAT CSV whose links do not show it.",
+)
+@click.pass_obj
+def import_export(obj: Context, export_file: str, export_format: str, platform: str | None) -> None:
+    """Score and store a research-tool export (4CAT, Zeeschuimer) once, like a source; bad lines are quarantined.
+
+    Only posts about registered officials who consented are kept. Importing the same file again adds nothing.
+
+    Example:
+
+    \b
+        weerbaar import zeeschuimer-export-twitter.ndjson
+        weerbaar import 4cat-dataset.csv --format 4cat --platform x
+    """
+    from scrapers.research_tools import ExportFormatError, open_export
+
+    from .classifier import load_classifier
+    from .pipeline import run_source
+
+    try:
+        source = open_export(export_file, export_format, platform)
+    except (ExportFormatError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    classifier = load_classifier(obj.settings)
+    result = run_source(obj.db, source, classifier, obj.settings)
+    flagged = ", ".join(f"{k} {v}" for k, v in sorted(result.flagged.items())) or "none"
+    click.echo(
+        f"{export_file} ({source.export_format}): {result.status}; read {result.fetched + result.quarantined} "
+        f"record(s): new {result.new}, duplicates {result.duplicates}, quarantined {result.quarantined}, "
+        f"not about a registered official {result.unmatched}; flagged: {flagged}"
+    )
+    if result.quarantined:
+        click.echo("Quarantined lines are listed in the quarantine table with their file and line.", err=True)
+    if result.error:
+        click.echo(f"error: {result.error}", err=True)
+        sys.exit(1)
+
+
+# -- the service ----------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--misfire-grace-seconds", type=click.IntRange(min=1), default=300, show_default=True,
+    help="How late a missed run may still start (after sleep or a busy spell); later ones are skipped.",
+)
+@click.pass_obj
+def serve(obj: Context, misfire_grace_seconds: int) -> None:
+    """Collect from every enabled source on its interval and write the digest daily at digest.send_at.
+
+    Runs until SIGTERM or Ctrl-C; running collectors then commit their current batch and the command exits 0.
+
+    Example:
+
+        weerbaar -v serve
+    """
+    from .classifier import load_classifier
+    from .scheduler import serve as serve_forever
+
+    settings = obj.settings
+    try:
+        classifier = load_classifier(settings)
+        serve_forever(settings, classifier, misfire_grace_seconds=misfire_grace_seconds)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def status(obj: Context, as_json: bool) -> None:
+    """Show per enabled source its last run, when it last brought posts, and whether it has gone silent.
+
+    Example:
+
+    \b
+        weerbaar status
+        weerbaar status --json
+    """
+    from .watchdog import source_health
+
+    report = source_health(obj.db, obj.settings)
+    if as_json:
+        click.echo(json.dumps([health.as_dict() for health in report], ensure_ascii=False, indent=2))
+        return
+    if not report:
+        click.echo("No enabled sources.")
+        return
+    click.echo(f"{'source':<20} {'last status':<12} {'last run':<21} {'last posts':<21} silent")
+    for health in report:
+        click.echo(
+            f"{health.source:<20} {health.last_status or 'never':<12} {(health.last_run_at or '-')[:19]:<21} "
+            f"{(health.last_posts_at or '-')[:19]:<21} {'YES' if health.silent else 'no'}: {health.reason}"
+        )
+
+
 # -- digests --------------------------------------------------------------------------------------------------------
 
 

@@ -76,6 +76,10 @@ def _load_platform_collectors() -> None:
         import scrapers.registry  # noqa: F401
     except ImportError:
         pass
+    try:
+        import scrapers.research_tools  # noqa: F401
+    except ImportError:
+        pass
 
 
 @dataclass
@@ -204,8 +208,17 @@ def retry_after(db: sqlite_utils.Database, source: str) -> str | None:
     return row[0] if row else None
 
 
-def run_source(db: sqlite_utils.Database, source: Source, classifier: Classifier, settings: Settings) -> SourceRun:
-    """Collect, score and store everything SOURCE has after its cursor; record the run."""
+def run_source(
+    db: sqlite_utils.Database,
+    source: Source,
+    classifier: Classifier,
+    settings: Settings,
+    should_stop: Callable[[], bool] | None = None,
+) -> SourceRun:
+    """Collect, score and store everything SOURCE has after its cursor; record the run.
+
+    SHOULD_STOP is asked after each committed batch; when it says yes the run ends there as 'interrupted'.
+    """
     summary = SourceRun(source=source.name)
     wait_until = retry_after(db, source.name)
     if wait_until and wait_until > utcnow():
@@ -219,6 +232,10 @@ def run_source(db: sqlite_utils.Database, source: Source, classifier: Classifier
     try:
         for batch in source.fetch(cursor):
             store_batch(db, source.name, run_id, batch, classifier, settings, summary)
+            if should_stop is not None and should_stop():
+                summary.status, summary.error = "interrupted", "stopped on request after a committed batch"
+                log.info("%s: stopping after a committed batch", source.name)
+                break
     except SourceStopped as exc:
         summary.status, summary.error, summary.retry_after = "stopped", str(exc), exc.retry_after
         log.warning("%s: stopped early: %s", source.name, exc)
@@ -237,7 +254,7 @@ def run_source(db: sqlite_utils.Database, source: Source, classifier: Classifier
         {
             "finished_at": utcnow(),
             "status": summary.status,
-            "errors": 0 if summary.status == "ok" else 1,
+            "errors": 0 if summary.status in ("ok", "interrupted") else 1,
             "error_message": summary.error,
         },
     )
@@ -245,7 +262,15 @@ def run_source(db: sqlite_utils.Database, source: Source, classifier: Classifier
 
 
 def run_once(
-    db: sqlite_utils.Database, settings: Settings, classifier: Classifier, only: list[str] | None = None
+    db: sqlite_utils.Database,
+    settings: Settings,
+    classifier: Classifier,
+    only: list[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[SourceRun]:
     """Run every enabled source once and return what each did."""
-    return [run_source(db, source, classifier, settings) for source in build_sources(settings, db, only)]
+    return [
+        run_source(db, source, classifier, settings, should_stop)
+        for source in build_sources(settings, db, only)
+        if not (should_stop and should_stop())
+    ]
