@@ -71,15 +71,9 @@ def build_sources(settings: Settings, db: sqlite_utils.Database, only: list[str]
 
 
 def _load_platform_collectors() -> None:
-    """Import the platform collectors so that they register their source types."""
-    try:
-        import scrapers.registry  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        import scrapers.research_tools  # noqa: F401
-    except ImportError:
-        pass
+    """Import the collectors so that they register their source types."""
+    import scrapers.registry  # noqa: F401
+    import scrapers.research_tools  # noqa: F401
 
 
 @dataclass

@@ -1,0 +1,348 @@
+"""X (Twitter) API v2 through tweepy: mentions of consenting officials' accounts, normalised to mentions.
+
+Per watched account: the user mention timeline (``GET /2/users/:id/mentions``) when the official authorised us,
+otherwise recent search for ``@handle``. Each account keeps its own ``since_id``. Posts read are counted per calendar
+month in ``api_usage`` and the configured ``monthly_read_budget`` is never exceeded: X bills (and caps) reads.
+The budget counts the posts returned as ``data``; referenced posts in ``includes`` are not counted.
+
+Settings ([sources.NAME] with ``type = "x"``): ``monthly_read_budget`` (10000), ``page_size`` (100), ``base_url``
+(the real API; tests and proxies point it elsewhere), and the retry settings of scrapers.http.
+Secret: ``WEERBAAR_X_BEARER_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+import sqlite_utils
+import tweepy
+from tweepy.errors import Forbidden, TooManyRequests, TwitterServerError, Unauthorized
+
+from monitor.mentions import Mention, MentionError, make_mention
+from monitor.settings import Settings, SourceSettings
+
+from .base import Batch, Quarantined, SourceStopped
+from .http import RetryPolicy, iso_utc, rate_limited, reset_from_epoch
+from .registry import (
+    WatchedAccount,
+    dump_cursor_map,
+    mark_account,
+    read_cursor_map,
+    rename_account,
+    store_platform_user_id,
+    watched_accounts,
+)
+
+log = logging.getLogger(__name__)
+
+X_API_URL = "https://api.twitter.com"
+EXPANSIONS = ["author_id", "referenced_tweets.id", "in_reply_to_user_id"]
+USER_FIELDS = ["username"]
+TWEET_FIELDS = ["created_at", "conversation_id", "referenced_tweets", "lang", "author_id", "edit_history_tweet_ids"]
+PAGE_SIZE = 100
+# The smallest max_results each endpoint accepts; a budget with less left than this cannot be used without overrun.
+MIN_PAGE_SIZE = {"mentions": 5, "search": 10}
+# Users per lookup request (GET /2/users and /2/users/by accept at most 100).
+LOOKUP_CHUNK = 100
+DEFAULT_MONTHLY_READ_BUDGET = 10_000
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether an X request failure is worth retrying: a 5xx, a dropped connection or a timeout."""
+    return isinstance(exc, (TwitterServerError, requests.ConnectionError, requests.Timeout))
+
+
+class XClient(tweepy.Client):
+    """tweepy's API v2 client with a configurable host, a timeout, our retry policy, and no header logging."""
+
+    def __init__(self, bearer_token: str, base_url: str = X_API_URL, policy: RetryPolicy | None = None):
+        super().__init__(bearer_token=bearer_token, return_type=dict)
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy or RetryPolicy()
+
+    def request(self, method, route, params=None, json=None, user_auth=False):
+        """Send one API request, retrying transient failures; raise tweepy's errors for the rest."""
+        return self.policy.call(is_transient, self._request_once, method, route, params, json)
+
+    def _request_once(self, method, route, params, json):
+        # tweepy.Client.request hard-codes https://api.twitter.com and logs the request headers (the bearer token)
+        # at debug level, so the request is sent here; the status handling mirrors tweepy's.
+        headers = {"User-Agent": self.user_agent, "Authorization": f"Bearer {self.bearer_token}"}
+        with self.session.request(
+            method, self.base_url + route, params=params, json=json, headers=headers,
+            timeout=self.policy.timeout_seconds,
+        ) as response:
+            status = response.status_code
+            if status == 400:
+                raise tweepy.BadRequest(response)
+            if status == 401:
+                raise Unauthorized(response)
+            if status == 403:
+                raise Forbidden(response)
+            if status == 404:
+                raise tweepy.NotFound(response)
+            if status == 429:
+                reset = response.headers.get("x-rate-limit-reset")
+                raise TooManyRequests(response, reset_time=int(reset) if reset and reset.isdigit() else None)
+            if status >= 500:
+                raise TwitterServerError(response)
+            if not 200 <= status < 300:
+                raise tweepy.HTTPException(response)
+            return response
+
+
+def tweet_to_mention(tweet: dict, users_by_id: dict[str, dict], target_handle: str | None) -> Mention:
+    """Normalise one API v2 tweet object (with the expanded users) into a mention; raise MentionError if unusable."""
+    if not isinstance(tweet, dict):
+        raise MentionError("(tweet)", "not a JSON object")
+    post_id = tweet.get("id")
+    author_id = tweet.get("author_id")
+    username = (users_by_id.get(str(author_id)) or {}).get("username")
+    url = f"https://x.com/{username}/status/{post_id}" if username else f"https://x.com/i/web/status/{post_id}"
+    replied_to = next(
+        (ref.get("id") for ref in tweet.get("referenced_tweets") or [] if isinstance(ref, dict)
+         and ref.get("type") == "replied_to"),
+        None,
+    )
+    return make_mention(
+        platform="x",
+        post_id=post_id,
+        text=tweet.get("text"),
+        created_at=tweet.get("created_at"),
+        raw=tweet,
+        target_handle=target_handle,
+        author_handle=username,
+        author_id=author_id,
+        url=url,
+        in_reply_to=replied_to,
+        lang=tweet.get("lang"),
+    )
+
+
+def _account_problem(error: dict) -> tuple[str, str]:
+    """Return the account state ('suspended' or 'not_found') and detail that an X lookup error means."""
+    detail = str(error.get("detail") or error.get("title") or "unknown error")
+    if "suspended" in detail.lower() or error.get("title") == "Forbidden":
+        return "suspended", detail
+    return "not_found", detail
+
+
+def _month(moment: dt.datetime | None = None) -> str:
+    return (moment or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m")
+
+
+def _start_of_next_month() -> str:
+    now = dt.datetime.now(dt.timezone.utc)
+    days = calendar.monthrange(now.year, now.month)[1]
+    return iso_utc(dt.datetime(now.year, now.month, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=days))
+
+
+class XSource:
+    """Collect mentions of the consenting officials' X accounts, within a monthly read budget."""
+
+    def __init__(
+        self,
+        name: str,
+        db: sqlite_utils.Database,
+        client: XClient | None,
+        monthly_read_budget: int = DEFAULT_MONTHLY_READ_BUDGET,
+        page_size: int = PAGE_SIZE,
+    ):
+        self.name = name
+        self.db = db
+        self.client = client
+        self.monthly_read_budget = monthly_read_budget
+        self.page_size = page_size
+        self.reads_this_run = 0
+
+    @classmethod
+    def from_settings(cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> XSource:
+        """Build the source from its [sources.NAME] table and the bearer token in the environment."""
+        token = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else None
+        policy = RetryPolicy.from_settings(config)
+        client = XClient(token, getattr(config, "base_url", None) or X_API_URL, policy) if token else None
+        return cls(
+            name,
+            db,
+            client,
+            monthly_read_budget=int(getattr(config, "monthly_read_budget", DEFAULT_MONTHLY_READ_BUDGET)),
+            page_size=int(getattr(config, "page_size", PAGE_SIZE)),
+        )
+
+    def fetch(self, cursor: str | None) -> Iterator[Batch]:
+        """Yield batches of mentions per watched account, each with the whole per-account cursor map."""
+        accounts = watched_accounts(self.db, "x")
+        if not accounts:
+            return
+        if self.client is None:
+            raise SourceStopped("no X bearer token: set WEERBAAR_X_BEARER_TOKEN in the environment")
+        cursors = read_cursor_map(cursor)
+        self.reads_this_run = 0
+        try:
+            self._resolve_accounts(accounts, cursors)
+            for account in accounts:
+                if account.state in ("suspended", "not_found"):
+                    continue
+                yield from self._account_batches(account, cursors)
+        finally:
+            log.info("%s: read %d posts this run; %d of %d read in %s", self.name, self.reads_this_run,
+                     self.reads_in_month(), self.monthly_read_budget, _month())
+
+    def reads_in_month(self, month: str | None = None) -> int:
+        """Return the posts this source read from X in MONTH (YYYY-MM, default this month)."""
+        row = self.db.execute(
+            "SELECT reads FROM api_usage WHERE source = ? AND month = ?", [self.name, month or _month()]
+        ).fetchone()
+        return row[0] if row else 0
+
+    def _count_reads(self, reads: int) -> None:
+        # Counted and committed as soon as X answered: the read is billed even if storing the batch fails later.
+        self.reads_this_run += reads
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO api_usage (source, month, reads) VALUES (?, ?, ?) "
+                "ON CONFLICT(source, month) DO UPDATE SET reads = reads + excluded.reads",
+                [self.name, _month(), reads],
+            )
+
+    def _page_size_within_budget(self, endpoint: str) -> int | None:
+        """Return the max_results for the next request so the budget cannot be overrun, or None when it is spent."""
+        left = self.monthly_read_budget - self.reads_in_month()
+        size = min(self.page_size, left)
+        return size if size >= MIN_PAGE_SIZE[endpoint] else None
+
+    @contextmanager
+    def _platform_errors(self) -> Iterator[None]:
+        """Turn X's rate limits and authorisation failures into a stopped source with a message a person can act on."""
+        try:
+            yield
+        except TooManyRequests as exc:
+            raise rate_limited("X", reset_from_epoch(exc.response.headers.get("x-rate-limit-reset"))) from None
+        except Unauthorized:
+            raise SourceStopped(
+                "X rejected the bearer token (HTTP 401 Unauthorized): set a valid WEERBAAR_X_BEARER_TOKEN"
+            ) from None
+        except Forbidden as exc:
+            reason = "; ".join(exc.api_messages) or "no reason given"
+            raise SourceStopped(f"X refused access (HTTP 403 Forbidden): {reason}") from None
+        except (TwitterServerError, requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceStopped(f"X unreachable after retries: {type(exc).__name__}: {exc}") from None
+
+    def _resolve_accounts(self, accounts: list[WatchedAccount], cursors: dict[str, str]) -> None:
+        """Look up X user ids: store missing ones, follow renamed accounts, and mark suspended or unknown ones."""
+        without_id = [a for a in accounts if not a.platform_user_id]
+        with_id = [a for a in accounts if a.platform_user_id]
+        for start in range(0, len(without_id), LOOKUP_CHUNK):
+            chunk = without_id[start:start + LOOKUP_CHUNK]
+            with self._platform_errors():
+                response = self.client.get_users(usernames=[a.handle for a in chunk], user_fields=USER_FIELDS)
+            found = {str(u.get("username", "")).lower(): u for u in response.get("data") or []}
+            problems = {str(e.get("value") or e.get("resource_id") or "").lower(): e
+                        for e in response.get("errors") or []}
+            for account in chunk:
+                user = found.get(account.handle)
+                if user:
+                    store_platform_user_id(self.db, account, str(user["id"]))
+                    mark_account(self.db, account, "ok")
+                elif account.handle in problems:
+                    mark_account(self.db, account, *_account_problem(problems[account.handle]))
+        for start in range(0, len(with_id), LOOKUP_CHUNK):
+            chunk = with_id[start:start + LOOKUP_CHUNK]
+            with self._platform_errors():
+                response = self.client.get_users(ids=[a.platform_user_id for a in chunk], user_fields=USER_FIELDS)
+            found = {str(u.get("id")): u for u in response.get("data") or []}
+            problems = {str(e.get("value") or e.get("resource_id") or ""): e for e in response.get("errors") or []}
+            for account in chunk:
+                user = found.get(str(account.platform_user_id))
+                if user:
+                    username = str(user.get("username", "")).lower()
+                    if username and username != account.handle:
+                        old_key = f"x:{account.handle}"
+                        if rename_account(self.db, account, username) and old_key in cursors:
+                            cursors[f"x:{username}"] = cursors.pop(old_key)
+                    mark_account(self.db, account, "ok")
+                elif str(account.platform_user_id) in problems:
+                    mark_account(self.db, account, *_account_problem(problems[str(account.platform_user_id)]))
+
+    def _account_batches(self, account: WatchedAccount, cursors: dict[str, str]) -> Iterator[Batch]:
+        """Yield one batch per page of an account's mentions since its since_id, newest page first.
+
+        The account's since_id only moves once all its pages are stored, because X pages run from newest to oldest:
+        a crash halfway re-reads (and skips as duplicates) rather than losing the older pages.
+        """
+        key = f"x:{account.handle}"
+        since_id = cursors.get(key)
+        endpoint = "mentions" if account.authorised and account.platform_user_id else "search"
+        newest: str | None = None
+        page_token: str | None = None
+        while True:
+            max_results = self._page_size_within_budget(endpoint)
+            if max_results is None:
+                if newest:
+                    # Newest posts matter most for safety: skip the unread older backlog rather than re-read it.
+                    log.warning("%s: @%s: older mentions since %s left unread because the budget ran out",
+                                self.name, account.handle, since_id)
+                    cursors[key] = newest
+                    yield Batch(cursor=dump_cursor_map(cursors))
+                log.warning("%s: monthly read budget spent (%d of %d posts read in %s); no more X reads this month",
+                            self.name, self.reads_in_month(), self.monthly_read_budget, _month())
+                raise SourceStopped(
+                    f"X monthly read budget of {self.monthly_read_budget} posts spent for {_month()}",
+                    _start_of_next_month(),
+                )
+            params = {
+                "expansions": EXPANSIONS,
+                "user_fields": USER_FIELDS,
+                "tweet_fields": TWEET_FIELDS,
+                "max_results": max_results,
+            }
+            if since_id:
+                params["since_id"] = since_id
+            with self._platform_errors():
+                if endpoint == "mentions":
+                    page = self.client.get_users_mentions(account.platform_user_id, pagination_token=page_token,
+                                                          **params)
+                else:
+                    # Retweets repeat someone else's text; the original is found on its own.
+                    page = self.client.search_recent_tweets(f"@{account.handle} -is:retweet", next_token=page_token,
+                                                            **params)
+            tweets = page.get("data") or []
+            self._count_reads(len(tweets))
+            if not tweets and page.get("errors") and endpoint == "mentions":
+                mark_account(self.db, account, *_account_problem(page["errors"][0]))
+                return
+            meta = page.get("meta") or {}
+            if newest is None and meta.get("newest_id"):
+                newest = str(meta["newest_id"])
+            batch = self._normalise_page(page, account)
+            page_token = meta.get("next_token")
+            if not page_token:
+                if newest:
+                    cursors[key] = newest
+                batch.cursor = dump_cursor_map(cursors)
+                yield batch
+                return
+            batch.cursor = dump_cursor_map(cursors)
+            yield batch
+
+    def _normalise_page(self, page: dict, account: WatchedAccount) -> Batch:
+        """Turn one API page into a batch: a mention per usable tweet, a quarantined record per broken one."""
+        users_by_id = {str(u.get("id")): u for u in (page.get("includes") or {}).get("users") or []
+                       if isinstance(u, dict)}
+        batch = Batch()
+        for tweet in page.get("data") or []:
+            try:
+                batch.mentions.append(tweet_to_mention(tweet, users_by_id, account.handle))
+            except MentionError as exc:
+                tweet_id = tweet.get("id", "?") if isinstance(tweet, dict) else "?"
+                batch.quarantined.append(
+                    Quarantined(f"x:@{account.handle}: tweet {tweet_id}", str(exc),
+                                json.dumps(tweet, ensure_ascii=False, sort_keys=True))
+                )
+        return batch
