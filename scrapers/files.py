@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from monitor.mentions import Mention, MentionError, make_mention
@@ -47,6 +47,8 @@ class FileSource:
         self.name = name
         self.path = Path(path)
         self.batch_size = batch_size
+        # Subclasses for other export formats swap in their own record parser.
+        self.parse: Callable[[dict, object], Mention] = parse_generic
 
     def fetch(self, cursor: str | None) -> Iterator[Batch]:
         """Yield batches of mentions from the lines after CURSOR."""
@@ -57,9 +59,12 @@ class FileSource:
                 continue
             if error is None:
                 try:
-                    batch.mentions.append(parse_generic(record, raw))
+                    batch.mentions.append(self.parse(record, raw))
                 except MentionError as exc:
                     error = str(exc)
+                except (AttributeError, TypeError, KeyError) as exc:
+                    # A field of the wrong JSON type deep in a payload; the line is kept for a person to see.
+                    error = f"unexpected structure: {type(exc).__name__}: {exc}"
             if error is not None:
                 batch.quarantined.append(Quarantined(f"{self.path}:{line_no}", error, _printable(raw)))
             batch.cursor = json.dumps({"path": str(self.path), "line": line_no})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,8 +26,7 @@ from monitor.mentions import Mention, MentionError, make_mention
 from monitor.pipeline import register_source_type
 from monitor.settings import Settings, SourceSettings
 
-from .base import Batch, Quarantined
-from .files import BATCH_SIZE, FileSource, _cursor_line, _printable, parse_generic
+from .files import BATCH_SIZE, FileSource, parse_generic
 
 EXPORT_FORMATS = ("generic", "4cat", "zeeschuimer")
 ZEESCHUIMER_PLATFORMS = {"twitter.com": "x", "x.com": "x", "bsky.app": "bluesky"}
@@ -211,30 +210,6 @@ class ExportSource(FileSource):
             "4cat": lambda record, raw: parse_4cat_record(record, raw, platform),
             "zeeschuimer": parse_zeeschuimer_item,
         }[export_format]
-
-    def fetch(self, cursor: str | None) -> Iterator[Batch]:
-        """Yield batches of mentions from the lines after CURSOR."""
-        start = _cursor_line(cursor, self.path)
-        batch = Batch()
-        for line_no, record, raw, error in self._records():
-            if line_no <= start:
-                continue
-            if error is None:
-                try:
-                    batch.mentions.append(self.parse(record, raw))
-                except MentionError as exc:
-                    error = str(exc)
-                except (AttributeError, TypeError, KeyError) as exc:
-                    # A field of the wrong JSON type deep in a platform payload; the line is kept for a person to see.
-                    error = f"unexpected structure: {type(exc).__name__}: {exc}"
-            if error is not None:
-                batch.quarantined.append(Quarantined(f"{self.path}:{line_no}", error, _printable(raw)))
-            batch.cursor = json.dumps({"path": str(self.path), "line": line_no})
-            if len(batch.mentions) + len(batch.quarantined) >= self.batch_size:
-                yield batch
-                batch = Batch()
-        if batch.mentions or batch.quarantined:
-            yield batch
 
 
 def detect_format(path: str | Path) -> str:

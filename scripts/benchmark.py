@@ -1,0 +1,192 @@
+"""Measure scoring, pipeline and collection throughput of the default setup against references in the same run.
+
+Scoring: texts per second of the default classifier (start-up excluded), against a BERT-base-size encoder
+(12 layers, hidden 768, the size of BERTje and RobBERT) run with torch on the same texts and threads. The reference
+has random weights: its speed is that of the architecture, whatever it learned, and nothing is downloaded.
+Pipeline: mentions stored per second with the default classifier, against the same pipeline with a classifier that
+costs nothing (the storage ceiling).
+Collection: mentions stored per second from fake X, Mastodon and Bluesky servers on loopback (real HTTP, payloads
+shaped like each API) holding --collect-posts posts, with the free classifier so that collection itself is measured,
+against the file source reading the same number of posts from disk.
+
+    .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from monitor.classifier import load_classifier  # noqa: E402
+from monitor.db import open_db  # noqa: E402
+from monitor.officials import import_officials  # noqa: E402
+from monitor.pipeline import run_once  # noqa: E402
+from monitor.settings import SourceSettings, load_settings  # noqa: E402
+
+SAMPLE = REPO / "config" / "samples" / "mentions.jsonl"
+OFFICIALS = REPO / "config" / "samples" / "officials.csv"
+
+
+def sample_records() -> list[dict]:
+    """Return the valid records of the bundled sample."""
+    records = []
+    for raw in SAMPLE.read_bytes().splitlines():
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and record.get("text") and record.get("id") and record.get("platform") in (
+            "x", "mastodon", "bluesky"
+        ):
+            records.append(record)
+    return records
+
+
+def texts_for(n: int) -> list[str]:
+    """Return N realistic texts cycled from the sample (cut to 1,000 characters like typical posts)."""
+    texts = [r["text"][:1000] for r in sample_records()]
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def time_scoring(score, texts: list[str], batch: int) -> float:
+    """Return texts per second of SCORE over TEXTS, after one warm-up batch."""
+    score(texts[:batch])
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        score(texts[i : i + batch])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def bert_base_reference(texts: list[str], batch: int) -> float | None:
+    """Return texts per second of a BERT-base-size encoder on TEXTS, or None without torch and transformers."""
+    try:
+        import torch
+        from transformers import BertConfig, BertModel
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=40000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                 intermediate_size=3072, max_position_embeddings=512)).eval()
+    # A word-piece tokenizer gives about 1.4 tokens a word on Dutch posts; whitespace splitting stands in for it.
+    def score(chunk):
+        lengths = [min(512, max(2, int(len(t.split()) * 1.4) + 2)) for t in chunk]
+        ids = torch.randint(5, 40000, (len(chunk), max(lengths)))
+        mask = torch.zeros_like(ids)
+        for row, length in enumerate(lengths):
+            mask[row, :length] = 1
+        with torch.inference_mode():
+            model(input_ids=ids, attention_mask=mask)
+    return time_scoring(score, texts, batch)
+
+
+class FreeClassifier:
+    """A classifier that costs nothing: the ceiling the pipeline could reach."""
+
+    name, version, categories = "free", "0", ("aggression", "threat")
+
+    def score(self, texts):
+        """Return zero for every category."""
+        return [{"aggression": 0.0, "threat": 0.0} for _ in texts]
+
+
+def pipeline_rate(classifier, n: int, workdir: Path) -> float:
+    """Return mentions stored per second by one pipeline run over N fresh mentions."""
+    records = sample_records()
+    path = workdir / f"mentions-{classifier.name}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(n):
+            record = dict(records[i % len(records)], id=f"bench-{i}")
+            if record["platform"] == "bluesky":
+                record["id"] = f"at://did:plc:bench/app.bsky.feed.post/{i}"
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    settings = load_settings(REPO / "config" / "weerbaar.toml", db_path=workdir / f"bench-{classifier.name}.db")
+    settings.sources = {"bench": SourceSettings(type="file", path=str(path))}
+    db = open_db(settings.db_path)
+    import_officials(db, OFFICIALS)
+    start = time.perf_counter()
+    [run] = run_once(db, settings, classifier)
+    elapsed = time.perf_counter() - start
+    assert run.new == db["mentions"].count, run
+    return run.new / elapsed
+
+
+def collection_rate(platform: str, n: int, workdir: Path) -> float:
+    """Return mentions stored per second by one run against a fake PLATFORM server holding N posts."""
+    from monitor.settings import Settings
+    from tests.fakes import serve_fake_posts
+    from tests.fakes.fixtures import add_official
+
+    with serve_fake_posts(platform, n) as feed:
+        os.environ.update(feed.environment)
+        db = open_db(workdir / f"collect-{platform}.db")
+        add_official(db, f"Bench {platform}", **{platform: feed.handle})
+        if platform == "mastodon":  # the fake's feed is the mention notifications of an authorised account
+            db.execute("UPDATE accounts SET authorised = 1")
+            db.conn.commit()
+        settings = Settings(db_path=workdir / f"collect-{platform}.db", sources={platform: feed.source})
+        start = time.perf_counter()
+        [run] = run_once(db, settings, FreeClassifier())
+        elapsed = time.perf_counter() - start
+    if run.new != n:
+        raise RuntimeError(f"{platform}: stored {run.new} of {n} posts ({run.status}: {run.error})")
+    return run.new / elapsed
+
+
+def main() -> None:
+    """Run the benchmarks and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--texts", type=int, default=512, help="texts to score (default 512)")
+    parser.add_argument("--mentions", type=int, default=1000, help="mentions through the pipeline (default 1000)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--skip-reference", action="store_true", help="skip the BERT-base-size reference")
+    parser.add_argument("--collect-posts", type=int, default=100_000, help="posts on each fake server (default 100000)")
+    parser.add_argument("--collect-platforms", default="x,bluesky,mastodon", help="fake servers to collect from")
+    parser.add_argument("--mastodon-posts", type=int, default=10_000,
+                        help="posts on the fake Mastodon server (default 10000: Mastodon.py costs ~8 ms a post)")
+    args = parser.parse_args()
+
+    settings = load_settings(REPO / "config" / "weerbaar.toml")
+    start = time.perf_counter()
+    classifier = load_classifier(settings)
+    classifier.score(["opwarmen"])
+    startup = time.perf_counter() - start
+    texts = texts_for(args.texts)
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, cpus={os.cpu_count()}")
+    print(f"default model {classifier.name}@{classifier.version}: start-up {startup:.2f} s")
+    tracemalloc.start()
+    rate = time_scoring(classifier.score, texts, args.batch)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"scoring, default model:         {rate:8.1f} texts/s ({len(texts)} texts, batch {args.batch}; "
+          f"Python heap peak {peak / 2**20:.1f} MiB)")
+    if not args.skip_reference:
+        reference = bert_base_reference(texts, args.batch)
+        if reference is None:
+            print("scoring, BERT-base reference:  skipped (install torch and transformers)")
+        else:
+            print(f"scoring, BERT-base reference:  {reference:8.1f} texts/s  -> default is {rate / reference:.1f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = pipeline_rate(classifier, args.mentions, Path(tmp))
+        ceiling = pipeline_rate(FreeClassifier(), args.mentions, Path(tmp))
+    print(f"pipeline, default model:        {stored:8.1f} mentions stored/s ({args.mentions} mentions)")
+    print(f"pipeline, free classifier:      {ceiling:8.1f} mentions stored/s (storage ceiling)")
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = pipeline_rate(FreeClassifier(), args.collect_posts, Path(tmp))
+        print(f"collection, file source:        {reference:8.1f} mentions stored/s ({args.collect_posts} posts, reference)")
+        for platform in [p for p in args.collect_platforms.split(",") if p]:
+            n = args.mastodon_posts if platform == "mastodon" else args.collect_posts
+            rate = collection_rate(platform, n, Path(tmp))
+            print(f"collection, fake {platform + ':':<14}{rate:8.1f} mentions stored/s ({n} posts over loopback HTTP)")
+
+
+if __name__ == "__main__":
+    main()
