@@ -1,0 +1,438 @@
+"""Train and measure the e5 heads: dataset readers, an embedding cache, head fitting and the metrics.
+
+Needs scikit-learn (the `train` extra). Datasets are read from paths given by the caller and never copied into the
+repository: their licences (see each PROVENANCE.md) do not allow that.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .e5_head import CARD_FILE, HEAD_FILE, embed_in_length_order
+
+IMSYPP_AGGRESSION_TYPES = frozenset({"2. offensive", "3. violent"})
+IMSYPP_THREAT_TYPES = frozenset({"3. violent"})
+GERMEVAL_VIO_THREAT_LABELS = frozenset({"prospensity", "call2violence"})
+THREAT_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+DEFAULT_C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+class DatasetError(ValueError):
+    """A dataset file cannot be used; the message names the file, line and field."""
+
+
+@dataclass
+class LabelledTexts:
+    """Texts with a 0/1 label per category, a group per text (rows of one group stay in one fold) and a source."""
+
+    texts: list[str]
+    labels: dict[str, np.ndarray]
+    groups: list[str]
+    source: str
+    strata: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, mask: np.ndarray) -> LabelledTexts:
+        """Return the rows where MASK is true."""
+        keep = np.flatnonzero(mask)
+        return LabelledTexts(
+            texts=[self.texts[i] for i in keep],
+            labels={name: values[keep] for name, values in self.labels.items()},
+            groups=[self.groups[i] for i in keep],
+            source=self.source,
+            strata=[self.strata[i] for i in keep] if self.strata else [],
+        )
+
+
+def clean_imsypp_text(text: str) -> str:
+    """Drop IMSyPP's `-*-*-*-` segment markers and collapse whitespace, so training text looks like a live post."""
+    return re.sub(r"\s+", " ", text.replace("-*-*-*-", " ")).strip()
+
+
+def read_imsypp(path: Path) -> LabelledTexts:
+    """Read IMSyPP-NL (columns row, doc, type, target): aggression = offensive or violent, threat = violent."""
+    texts, types = [], []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"doc", "type"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            text = clean_imsypp_text(row["doc"] or "")
+            if not text:
+                continue
+            if not (row["type"] or "").strip():
+                raise DatasetError(f"{path}: line {line}: field 'type' is empty")
+            texts.append(text)
+            types.append(row["type"].strip())
+    return LabelledTexts(
+        texts=texts,
+        labels={
+            "aggression": np.array([t in IMSYPP_AGGRESSION_TYPES for t in types], dtype=np.int8),
+            "threat": np.array([t in IMSYPP_THREAT_TYPES for t in types], dtype=np.int8),
+        },
+        groups=[f"imsypp:{i}" for i in range(len(texts))],
+        source="imsypp",
+        strata=types,
+    )
+
+
+def read_germeval_vio(path: Path, negatives: int, seed: int) -> LabelledTexts:
+    """Read GermEval 2026 vio: every propensity/call-to-violence row as threat, plus NEGATIVES sampled 'nothing' rows."""
+    threats, others = [], []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=";")
+        if not {"description", "vio"} <= set(reader.fieldnames or ()):
+            raise DatasetError(f"{path}: line 1: expected columns 'description' and 'vio'")
+        for row in reader:
+            text = re.sub(r"\s+", " ", row["description"] or "").strip()
+            label = (row["vio"] or "").strip()
+            if not text:
+                continue
+            if label in GERMEVAL_VIO_THREAT_LABELS:
+                threats.append(text)
+            elif label == "nothing":
+                others.append(text)
+    # Support and glorification of violence are not threats to a person, but not clean negatives either: left out.
+    others = random.Random(seed).sample(others, min(negatives, len(others)))
+    texts = threats + others
+    threat = np.array([1] * len(threats) + [0] * len(others), dtype=np.int8)
+    return LabelledTexts(
+        texts=texts,
+        # Most of this set is hostile to groups, not to a person; it is used for the threat head only.
+        labels={"threat": threat},
+        groups=[f"germeval:{i}" for i in range(len(texts))],
+        source="germeval2026-vio",
+    )
+
+
+class EmbeddingCache:
+    """Embeddings keyed by text, kept in one .npz per model and prefix so reruns embed only new texts."""
+
+    def __init__(self, cache_dir: Path, embed: Callable[[list[str]], np.ndarray], key: str, batch_size: int = 32):
+        self.path = Path(cache_dir) / f"embeddings-{key}.npz"
+        self.embed = embed
+        self.batch_size = batch_size
+        self.vectors: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path, allow_pickle=False) as stored:
+                self.vectors = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+
+    @staticmethod
+    def text_key(text: str) -> str:
+        """Return the cache key of TEXT."""
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def __call__(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Return the embeddings of TEXTS, embedding and saving the ones not cached yet."""
+        keys = [self.text_key(text) for text in texts]
+        missing = sorted({key: text for key, text in zip(keys, texts) if key not in self.vectors}.items())
+        chunk = 20 * self.batch_size
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            vectors = embed_in_length_order(self.embed, [text for _, text in part], self.batch_size)
+            self.vectors.update(zip((key for key, _ in part), vectors))
+            self.save()
+            if progress is not None:
+                progress(min(start + chunk, len(missing)), len(missing))
+        if not keys:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.stack([self.vectors[key] for key in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        """Write the cache to disk."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.vectors)
+        temporary = self.path.with_suffix(".tmp.npz")
+        np.savez(temporary, keys=np.array(keys), vectors=np.stack([self.vectors[k] for k in keys]))
+        temporary.replace(self.path)
+
+
+@dataclass
+class LogisticHead:
+    """One category's logistic head on raw embeddings: p = sigmoid(x . weights + bias)."""
+
+    weights: np.ndarray
+    bias: float
+    C: float
+
+    def predict(self, vectors: np.ndarray) -> np.ndarray:
+        """Return the probability for each row of VECTORS."""
+        return 1.0 / (1.0 + np.exp(-np.clip(vectors @ self.weights + self.bias, -50.0, 50.0)))
+
+
+def fit_logistic_head(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    groups: Sequence[str] | None = None,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    inner_folds: int = 4,
+    seed: int = 0,
+) -> LogisticHead:
+    """Fit a class-weighted logistic regression, picking C by grouped inner cross-validation on PR-AUC."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels)
+    groups = np.asarray(groups if groups is not None else np.arange(len(labels)).astype(str))
+    scaler = StandardScaler().fit(vectors)
+    standardised = scaler.transform(vectors)
+
+    def fit(C: float, rows: np.ndarray):
+        model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
+        return model.fit(standardised[rows], labels[rows])
+
+    best_C = c_grid[0]
+    if len(c_grid) > 1:
+        folds = min(inner_folds, int(np.bincount(labels).min()))
+        splitter = StratifiedGroupKFold(n_splits=max(folds, 2), shuffle=True, random_state=seed)
+        held_out = np.zeros((len(c_grid), len(labels)))
+        for train_rows, test_rows in splitter.split(standardised, labels, groups):
+            for index, C in enumerate(c_grid):
+                held_out[index, test_rows] = fit(C, train_rows).decision_function(standardised[test_rows])
+        best_C = c_grid[int(np.argmax([average_precision(labels, scores) for scores in held_out]))]
+    model = fit(best_C, np.arange(len(labels)))
+    # Fold the standardisation into the weights so that scoring is one matrix product on the raw embedding.
+    weights = model.coef_[0] / scaler.scale_
+    bias = float(model.intercept_[0] - np.dot(weights, scaler.mean_))
+    return LogisticHead(weights=weights.astype(np.float32), bias=bias, C=float(best_C))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Return the area under the precision-recall curve (average precision)."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(labels, scores))
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Return precision, recall, F1 and PR-AUC for the positive class, and macro-F1 over both classes."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    labels = np.asarray(labels)
+    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
+    return {
+        "precision": round(float(precision), 4),
+        "recall": round(float(recall), 4),
+        "f1": round(float(f1), 4),
+        "macro_f1": round(float(f1_score(labels, predicted, average="macro", zero_division=0)), 4),
+        "pr_auc": round(average_precision(labels, probabilities), 4),
+        "positives": int(labels.sum()),
+        "rows": len(labels),
+    }
+
+
+def alarm_rates(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Return the recall on positives and the false-alarm rate on negatives at THRESHOLD."""
+    labels = np.asarray(labels).astype(bool)
+    flagged = np.asarray(probabilities) >= threshold
+    return {
+        "recall": round(float(flagged[labels].mean()), 4) if labels.any() else None,
+        "false_alarm_rate": round(float(flagged[~labels].mean()), 4) if (~labels).any() else None,
+        "positives": int(labels.sum()),
+        "negatives": int((~labels).sum()),
+    }
+
+
+def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray, step: float = 0.05) -> float:
+    """Return the threshold on a STEP grid that gives the highest macro-F1."""
+    grid = np.round(np.arange(step, 1.0, step), 4)
+    return float(max(grid, key=lambda t: binary_metrics(labels, probabilities, t)["macro_f1"]))
+
+
+def write_artifact(out_dir: Path, heads: dict[str, LogisticHead], card: dict) -> None:
+    """Write head.npz and model.json for HEADS (in the order of card['categories']) into OUT_DIR."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    categories = card["categories"]
+    np.savez_compressed(
+        out_dir / HEAD_FILE,
+        weights=np.stack([heads[c].weights for c in categories]).astype(np.float32),
+        bias=np.array([heads[c].bias for c in categories], dtype=np.float32),
+    )
+    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def templates_as_labelled(templates: Sequence) -> LabelledTexts:
+    """Turn generated TemplateText rows into LabelledTexts; a threat is also aggression, and a family is one group."""
+    threat = np.array([t.threat for t in templates], dtype=np.int8)
+    return LabelledTexts(
+        texts=[t.text for t in templates],
+        labels={"aggression": threat.copy(), "threat": threat},
+        groups=[f"template:{t.family}" for t in templates],
+        source="threat-templates",
+        strata=[t.family for t in templates],
+    )
+
+
+@dataclass
+class TrainingRun:
+    """The heads fitted on all training data, and the report of how they did on data they did not see."""
+
+    heads: dict[str, LogisticHead]
+    report: dict
+
+
+def _stack(parts: Sequence[tuple[np.ndarray, LabelledTexts]], category: str) -> tuple[np.ndarray, np.ndarray, list]:
+    vectors = np.concatenate([v for v, _ in parts])
+    labels = np.concatenate([d.labels[category] for _, d in parts])
+    groups = [g for _, d in parts for g in d.groups]
+    return vectors, labels, groups
+
+
+def train_and_evaluate(
+    imsypp: LabelledTexts,
+    templates: Sequence,
+    extra_threat: Sequence[LabelledTexts],
+    embed: Callable[[Sequence[str]], np.ndarray],
+    folds: int = 5,
+    seed: int = 0,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    aggression_from_templates: bool = False,
+    max_false_alarms: float = 0.05,
+    log: Callable[[str], None] = lambda message: None,
+) -> TrainingRun:
+    """Cross-validate the aggression and threat heads on IMSyPP, test threat on held-out template families, fit all.
+
+    Aggression learns from IMSyPP (plus the training template families if AGGRESSION_FROM_TEMPLATES). Threat learns
+    from IMSyPP, the training template families and EXTRA_THREAT sets. The evaluation template families are never
+    trained on: they measure recall and false alarms on phrasings the heads have not seen. The recommended threat
+    threshold is the lowest that flags at most MAX_FALSE_ALARMS of IMSyPP's non-violent rows under cross-validation.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    train_templates = templates_as_labelled([t for t in templates if t.split == "train"])
+    eval_templates = templates_as_labelled([t for t in templates if t.split == "eval"])
+    log(f"embedding {len(imsypp)} IMSyPP rows")
+    imsypp_vectors = embed(imsypp.texts)
+    log(f"embedding {len(train_templates)} training and {len(eval_templates)} evaluation template texts")
+    train_template_vectors = embed(train_templates.texts)
+    eval_template_vectors = embed(eval_templates.texts)
+    extras = []
+    for extra in extra_threat:
+        log(f"embedding {len(extra)} rows of {extra.source}")
+        extras.append((embed(extra.texts), extra))
+
+    def fit_heads(rows: np.ndarray) -> dict[str, LogisticHead]:
+        imsypp_part = (imsypp_vectors[rows], imsypp.subset(np.isin(np.arange(len(imsypp)), rows)))
+        template_part = (train_template_vectors, train_templates)
+        aggression_parts = [imsypp_part, template_part] if aggression_from_templates else [imsypp_part]
+        threat_parts = [imsypp_part, template_part, *extras]
+        heads = {}
+        for category, parts in (("aggression", aggression_parts), ("threat", threat_parts)):
+            vectors, labels, groups = _stack(parts, category)
+            heads[category] = fit_logistic_head(vectors, labels, groups, c_grid=c_grid, seed=seed)
+        return heads
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    held_out = {category: np.zeros(len(imsypp)) for category in ("aggression", "threat")}
+    fold_reports = []
+    for fold, (train_rows, test_rows) in enumerate(splitter.split(imsypp.texts, imsypp.strata), start=1):
+        heads = fit_heads(train_rows)
+        for category, head in heads.items():
+            held_out[category][test_rows] = head.predict(imsypp_vectors[test_rows])
+        aggression = binary_metrics(imsypp.labels["aggression"][test_rows], held_out["aggression"][test_rows])
+        templates_threat = alarm_rates(eval_templates.labels["threat"], heads["threat"].predict(eval_template_vectors))
+        fold_reports.append(
+            {
+                "fold": fold,
+                "aggression": aggression,
+                "aggression_C": heads["aggression"].C,
+                "threat_C": heads["threat"].C,
+                "threat_eval_templates": templates_threat,
+            }
+        )
+        log(
+            f"fold {fold}: aggression macro-F1 {aggression['macro_f1']:.3f} (C={heads['aggression'].C}), "
+            f"threat recall on held-out families {templates_threat['recall']:.3f}, "
+            f"false alarms {templates_threat['false_alarm_rate']:.3f} (C={heads['threat'].C})"
+        )
+
+    log("fitting the final heads on all training data")
+    heads = fit_heads(np.arange(len(imsypp)))
+    non_violent = imsypp.labels["threat"] == 0
+    eval_threat = heads["threat"].predict(eval_template_vectors)
+    threat_by_threshold = {
+        str(threshold): {
+            "imsypp_cv": alarm_rates(imsypp.labels["threat"], held_out["threat"], threshold),
+            "eval_templates": alarm_rates(eval_templates.labels["threat"], eval_threat, threshold),
+        }
+        for threshold in THREAT_THRESHOLDS
+    }
+    # The threshold is chosen on IMSyPP's cross-validated scores, so the held-out template families stay unseen.
+    recommended_threat = next(
+        (
+            t
+            for t in THREAT_THRESHOLDS
+            if threat_by_threshold[str(t)]["imsypp_cv"]["false_alarm_rate"] <= max_false_alarms
+        ),
+        THREAT_THRESHOLDS[-1],
+    )
+    report = {
+        "folds": fold_reports,
+        "aggression_cv": {
+            "macro_f1_per_fold": [f["aggression"]["macro_f1"] for f in fold_reports],
+            "macro_f1_mean": round(float(np.mean([f["aggression"]["macro_f1"] for f in fold_reports])), 4),
+            "macro_f1_std": round(float(np.std([f["aggression"]["macro_f1"] for f in fold_reports])), 4),
+            "pooled": binary_metrics(imsypp.labels["aggression"], held_out["aggression"]),
+        },
+        "threat_cv_imsypp": {
+            "pooled": binary_metrics(imsypp.labels["threat"], held_out["threat"]),
+            "violent_recall": alarm_rates(imsypp.labels["threat"], held_out["threat"])["recall"],
+            "false_alarm_rate_non_violent": round(float((held_out["threat"][non_violent] >= 0.5).mean()), 4),
+            "false_alarm_rate_offensive": round(
+                float((held_out["threat"][np.array(imsypp.strata) == "2. offensive"] >= 0.5).mean()), 4
+            ),
+        },
+        "threat_eval_templates": _template_report(eval_templates, eval_template_vectors, heads),
+        "threat_by_threshold": threat_by_threshold,
+        "threat_eval_templates_per_fold_mean": {
+            key: round(float(np.mean([f["threat_eval_templates"][key] for f in fold_reports])), 4)
+            for key in ("recall", "false_alarm_rate")
+        },
+        "training_rows": {
+            "imsypp": len(imsypp),
+            "templates_train": len(train_templates),
+            "templates_eval": len(eval_templates),
+            **{extra.source: len(extra) for _, extra in extras},
+        },
+        "C": {category: head.C for category, head in heads.items()},
+        "recommended_thresholds": {
+            "aggression": best_f1_threshold(imsypp.labels["aggression"], held_out["aggression"]),
+            "threat": recommended_threat,
+        },
+    }
+    return TrainingRun(heads=heads, report=report)
+
+
+def _template_report(eval_templates: LabelledTexts, vectors: np.ndarray, heads: dict[str, LogisticHead]) -> dict:
+    threat = heads["threat"].predict(vectors)
+    aggression = heads["aggression"].predict(vectors)
+    families = np.array(eval_templates.strata)
+    per_family = {}
+    for family in dict.fromkeys(eval_templates.strata):
+        rows = families == family
+        per_family[family] = {
+            "threat": bool(eval_templates.labels["threat"][rows][0]),
+            "rows": int(rows.sum()),
+            "flagged_threat": round(float((threat[rows] >= 0.5).mean()), 4),
+            "flagged_aggression": round(float((aggression[rows] >= 0.5).mean()), 4),
+            "mean_threat_probability": round(float(threat[rows].mean()), 4),
+        }
+    return {
+        **alarm_rates(eval_templates.labels["threat"], threat),
+        "pr_auc": round(average_precision(eval_templates.labels["threat"], threat), 4),
+        "per_family": per_family,
+    }
