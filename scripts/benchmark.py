@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import resource
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,24 +31,24 @@ from monitor.classifier import load_classifier  # noqa: E402
 from monitor.db import open_db  # noqa: E402
 from monitor.officials import import_officials  # noqa: E402
 from monitor.pipeline import run_once  # noqa: E402
+from monitor.mentions import MentionError  # noqa: E402
 from monitor.settings import SourceSettings, load_settings  # noqa: E402
+from scrapers.files import parse_generic  # noqa: E402
 
 SAMPLE = REPO / "config" / "samples" / "mentions.jsonl"
 OFFICIALS = REPO / "config" / "samples" / "officials.csv"
 
 
 def sample_records() -> list[dict]:
-    """Return the valid records of the bundled sample."""
+    """Return the records of the bundled sample that make valid mentions."""
     records = []
     for raw in SAMPLE.read_bytes().splitlines():
         try:
             record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            parse_generic(record, raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, MentionError):
             continue
-        if isinstance(record, dict) and record.get("text") and record.get("id") and record.get("platform") in (
-            "x", "mastodon", "bluesky"
-        ):
-            records.append(record)
+        records.append(record)
     return records
 
 
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--mastodon-posts", type=int, default=10_000,
                         help="posts on the fake Mastodon server (default 10000: Mastodon.py costs ~8 ms a post)")
     args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake servers' request log
 
     settings = load_settings(REPO / "config" / "weerbaar.toml")
     start = time.perf_counter()
@@ -162,12 +164,11 @@ def main() -> None:
     texts = texts_for(args.texts)
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, cpus={os.cpu_count()}")
     print(f"default model {classifier.name}@{classifier.version}: start-up {startup:.2f} s")
-    tracemalloc.start()
     rate = time_scoring(classifier.score, texts, args.batch)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    # Peak resident memory of this process so far: the model, its runtime and the scoring, before any reference.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"scoring, default model:         {rate:8.1f} texts/s ({len(texts)} texts, batch {args.batch}; "
-          f"Python heap peak {peak / 2**20:.1f} MiB)")
+          f"peak RSS {peak:.0f} MiB)")
     if not args.skip_reference:
         reference = bert_base_reference(texts, args.batch)
         if reference is None:
