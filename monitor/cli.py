@@ -193,6 +193,29 @@ def officials_withdraw(obj: Context, official_id: int, yes: bool) -> None:
     )
 
 
+@officials.command("authorise")
+@click.argument("official_id", type=int)
+@click.option("--platform", required=True, type=click.Choice(["x", "mastodon", "bluesky"]))
+@click.option("--revoke", is_flag=True, help="Take the authorisation back.")
+@click.pass_obj
+def officials_authorise(obj: Context, official_id: int, platform: str, revoke: bool) -> None:
+    """Record that an official gave access to their own account, so its mention notifications are read.
+
+    Without it a collector searches for the handle instead (see "Platforms and credentials" in the README).
+
+    Example:
+
+        weerbaar officials authorise 3 --platform mastodon
+    """
+    from .officials import RegistryError, authorise_account
+
+    try:
+        handle = authorise_account(obj.db, official_id, platform, authorised=not revoke)
+    except RegistryError as exc:
+        _fail(exc.errors)
+    click.echo(f"{platform} account {handle}: {'no longer ' if revoke else ''}authorised.")
+
+
 # -- collecting and scoring -----------------------------------------------------------------------------------------
 
 

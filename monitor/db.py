@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -31,6 +33,27 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     db.execute("PRAGMA secure_delete=ON;")
     migrations.apply(db)
     return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """Run the block in one transaction that holds the write lock from the start (BEGIN IMMEDIATE).
+
+    A deferred BEGIN starts as a reader; when another connection commits first, upgrading to a writer fails at once
+    with "database is locked" and busy_timeout never applies. Collectors running side by side under `weerbaar serve`
+    hit exactly that, so every write path takes the lock up front and waits its turn instead.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.execute("COMMIT")
 
 
 def audit(db: sqlite_utils.Database, action: str, subject: str, detail: dict | None = None, actor: str = "system") -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from .db import audit, utcnow
+from .db import audit, utcnow, write_transaction
 from .mentions import PLATFORMS, normalise_handle
 
 ROLES = (
@@ -189,7 +189,7 @@ def register_officials(
     if errors:
         raise RegistryError(errors)
     added = skipped = 0
-    with db.atomic():
+    with write_transaction(db):
         for official in officials:
             if _find_official(db, official) is not None:
                 skipped += 1
@@ -265,7 +265,7 @@ def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = 
     if row[0] == "withdrawn":
         raise RegistryError([f"official {official_id}: consent was already withdrawn"])
     counts = {}
-    with db.atomic():
+    with write_transaction(db):
         for table, sql in (
             ("scores", "SELECT count(*) FROM scores JOIN mentions m ON m.id = scores.mention_id WHERE m.official_id = ?"),
             ("reviews", "SELECT count(*) FROM reviews JOIN mentions m ON m.id = reviews.mention_id WHERE m.official_id = ?"),
@@ -285,6 +285,22 @@ def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = 
         )
         audit(db, "official.withdrawn", f"official:{official_id}", counts, actor)
     return counts
+
+
+def authorise_account(
+    db: sqlite_utils.Database, official_id: int, platform: str, authorised: bool = True, actor: str = "cli"
+) -> str:
+    """Record that an official gave (or took back) access to their own account on PLATFORM; return its handle."""
+    row = db.execute(
+        "SELECT id, handle FROM accounts WHERE official_id = ? AND platform = ?", [official_id, platform]
+    ).fetchone()
+    if row is None:
+        raise RegistryError([f"official {official_id}: no {platform} account registered"])
+    with write_transaction(db):
+        db.execute("UPDATE accounts SET authorised = ? WHERE id = ?", [int(authorised), row[0]])
+        audit(db, "account.authorised" if authorised else "account.revoked", f"official:{official_id}",
+              {"platform": platform}, actor)
+    return row[1]
 
 
 def consenting_accounts(db: sqlite_utils.Database) -> dict[tuple[str, str], int]:

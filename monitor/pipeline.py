@@ -18,7 +18,7 @@ import sqlite_utils
 from scrapers.base import Batch, Source, SourceStopped
 
 from .classifier import Classifier, judge
-from .db import utcnow
+from .db import utcnow, write_transaction
 from .mentions import Mention, normalise_handle
 from .officials import consenting_accounts
 from .settings import Settings, SourceSettings
@@ -152,7 +152,7 @@ def store_batch(
     model_name, _, model_version = (verdicts[0].model.partition("@") if verdicts else ("", "", ""))
     now = utcnow()
     flagged: Counter = Counter()
-    with db.atomic():
+    with write_transaction(db):
         for (mention, official_id), verdict in zip(fresh, verdicts):
             row = mention.as_row() | {"official_id": official_id, "collected_at": now, "source": source}
             mention_id = db["mentions"].insert(row).last_pk

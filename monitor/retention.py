@@ -6,7 +6,7 @@ import datetime as dt
 
 import sqlite_utils
 
-from .db import audit
+from .db import audit, write_transaction
 from .settings import Settings
 
 
@@ -14,7 +14,7 @@ def purge_expired(db: sqlite_utils.Database, settings: Settings, now: dt.datetim
     """Delete mentions posted more than retention_days ago, and the quarantine of the same age; return counts."""
     now = now or dt.datetime.now(dt.timezone.utc)
     cutoff = (now - dt.timedelta(days=settings.retention_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with db.atomic():
+    with write_transaction(db):
         mentions = db.execute("SELECT count(*) FROM mentions WHERE created_at < ?", [cutoff]).fetchone()[0]
         # Scores and reviews go with their mention through the foreign keys' ON DELETE CASCADE.
         db.execute("DELETE FROM mentions WHERE created_at < ?", [cutoff])

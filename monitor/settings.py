@@ -40,7 +40,8 @@ class SourceSettings(BaseModel):
 
     type: str
     enabled: bool = True
-    interval_minutes: int = Field(default=15, ge=1)
+    # Fractions are allowed (0.05 is three seconds), so tests and trials need not wait a minute between runs.
+    interval_minutes: float = Field(default=15, gt=0)
     silence_hours: float = Field(default=24, gt=0)
 
 
@@ -51,7 +52,7 @@ class ClassifierSettings(BaseModel):
     model_path: Path = Path("models/weerbaar-e5-head")
     batch_size: int = Field(default=32, ge=1)
     # A category's label is set when its probability is at or over its threshold.
-    thresholds: dict[str, float] = Field(default_factory=lambda: {"aggression": 0.5, "threat": 0.5})
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"aggression": 0.5, "threat": 0.65})
     # Score bands shown in digests: a probability at or over a band's floor gets that band.
     bands: dict[str, float] = Field(default_factory=lambda: {"high": 0.85, "medium": 0.65, "low": 0.0})
 

@@ -109,9 +109,10 @@ def _judge(health: SourceHealth, now: dt.datetime) -> None:
         health.silent = True
         health.reason = "has never run: nothing from this source has been watched"
         return
-    health.quiet_hours = round(_hours_between(health.last_posts_at or health.first_run_at, now), 1)
+    # Unrounded: a window may be a fraction of an hour; the messages round for display.
+    health.quiet_hours = _hours_between(health.last_posts_at or health.first_run_at, now)
     if health.consecutive_failures:
-        health.failing_hours = round(_hours_between(health.last_ok_at or health.first_run_at, now), 1)
+        health.failing_hours = _hours_between(health.last_ok_at or health.first_run_at, now)
     last_error = f" (last error: {health.last_error})" if health.last_error else ""
     if health.failing_hours is not None and health.failing_hours > window:
         health.silent = True

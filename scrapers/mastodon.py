@@ -41,7 +41,13 @@ from monitor.settings import Settings, SourceSettings
 
 from .base import Batch, Quarantined, SourceStopped
 from .http import RetryPolicy, rate_limited, reset_from_epoch
-from .registry import WatchedAccount, dump_cursor_map, mark_account, read_cursor_map, watched_accounts
+from .registry import (
+    WatchedAccount,
+    dump_cursor_map,
+    mark_account,
+    read_cursor_map,
+    watched_accounts,
+)
 
 log = logging.getLogger(__name__)
 

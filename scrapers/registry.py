@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from monitor.db import write_transaction
 from monitor.officials import consenting_accounts
 from monitor.pipeline import register_source_type
 from monitor.settings import Settings, SourceSettings
@@ -55,7 +56,7 @@ def mark_account(db: sqlite_utils.Database, account: WatchedAccount, state: str,
     """Record an account's state ('ok', 'suspended', 'not_found', ...) and why, when it changed."""
     if account.state == state and state == "ok":
         return
-    with db.atomic():
+    with write_transaction(db):
         db.execute("UPDATE accounts SET state = ?, state_detail = ? WHERE id = ?", [state, detail, account.id])
     if account.state != state:
         log.warning("%s account %s: state %s -> %s%s", account.platform, account.handle, account.state, state,
@@ -67,7 +68,7 @@ def store_platform_user_id(db: sqlite_utils.Database, account: WatchedAccount, u
     """Remember the platform's stable id of an account, so a renamed account can still be followed."""
     if account.platform_user_id == user_id:
         return
-    with db.atomic():
+    with write_transaction(db):
         db.execute("UPDATE accounts SET platform_user_id = ? WHERE id = ?", [user_id, account.id])
     account.platform_user_id = user_id
 
@@ -82,7 +83,7 @@ def rename_account(db: sqlite_utils.Database, account: WatchedAccount, new_handl
         log.error("%s account %s was renamed to %s, which is registered to another account; not following it",
                   account.platform, account.handle, new_handle)
         return False
-    with db.atomic():
+    with write_transaction(db):
         db.execute("UPDATE accounts SET handle = ? WHERE id = ?", [new_handle, account.id])
     log.warning("%s account %s was renamed to %s; following it by its id %s",
                 account.platform, account.handle, new_handle, account.platform_user_id)

@@ -24,6 +24,7 @@ import sqlite_utils
 import tweepy
 from tweepy.errors import Forbidden, TooManyRequests, TwitterServerError, Unauthorized
 
+from monitor.db import write_transaction
 from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import Settings, SourceSettings
 
@@ -204,7 +205,7 @@ class XSource:
     def _count_reads(self, reads: int) -> None:
         # Counted and committed as soon as X answered: the read is billed even if storing the batch fails later.
         self.reads_this_run += reads
-        with self.db.atomic():
+        with write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO api_usage (source, month, reads) VALUES (?, ?, ?) "
                 "ON CONFLICT(source, month) DO UPDATE SET reads = reads + excluded.reads",

@@ -106,3 +106,19 @@ def test_add_and_list(db):
     listed = runner.invoke(cli, ["officials", "list", "--json"])
     rows = json.loads(listed.output)
     assert rows[0]["name"] == "Ann de Vries" and rows[0]["handles"] == "bluesky:annvries.bsky.social"
+
+
+def test_authorise_marks_the_account_and_is_audited(db, workdir):
+    import_officials(db, workdir / "config/samples/officials.csv")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["officials", "authorise", "1", "--platform", "mastodon"])
+    assert result.exit_code == 0, result.output
+    assert db.execute("SELECT authorised FROM accounts WHERE official_id = 1 AND platform = 'mastodon'").fetchone() == (1,)
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'account.authorised'").fetchone()[0] == 1
+    revoked = runner.invoke(cli, ["officials", "authorise", "1", "--platform", "mastodon", "--revoke"])
+    assert revoked.exit_code == 0
+    assert db.execute("SELECT authorised FROM accounts WHERE official_id = 1 AND platform = 'mastodon'").fetchone() == (0,)
+    # Harm Jan Oosterveld has only an X handle in the sample.
+    oid = db.execute("SELECT id FROM officials WHERE name = 'Harm Jan Oosterveld'").fetchone()[0]
+    missing = runner.invoke(cli, ["officials", "authorise", str(oid), "--platform", "bluesky"])
+    assert missing.exit_code == 2 and "no bluesky account" in missing.output

