@@ -63,6 +63,7 @@ def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
 
     Example:
 
+    \b
         weerbaar officials import config/samples/officials.csv
         weerbaar run --once
         weerbaar digest
@@ -80,6 +81,7 @@ def officials() -> None:
 
     Example:
 
+    \b
         weerbaar officials import officials.csv
     """
 
@@ -95,6 +97,7 @@ def officials_import(obj: Context, csv_file: str) -> None:
 
     Example:
 
+    \b
         weerbaar officials import config/samples/officials.csv
     """
     from .officials import RegistryError, import_officials
@@ -125,6 +128,7 @@ def officials_add(obj: Context, **values: str | None) -> None:
 
     Example:
 
+    \b
         weerbaar officials add --name "Anne Visser" --role wethouder --body-type gemeente \\
             --body-name "Gemeente Zwolle" --x @AnneVisser --consent-date 2026-10-01 \\
             --consent-scope x --recorded-by "griffie: J. de Wit"
@@ -152,6 +156,7 @@ def officials_list(obj: Context, include_withdrawn: bool, as_json: bool) -> None
 
     Example:
 
+    \b
         weerbaar officials list
     """
     from .officials import list_officials
@@ -177,6 +182,7 @@ def officials_withdraw(obj: Context, official_id: int, yes: bool) -> None:
 
     Example:
 
+    \b
         weerbaar officials withdraw 7 --yes
     """
     from .officials import RegistryError, withdraw_official
@@ -205,6 +211,7 @@ def officials_authorise(obj: Context, official_id: int, platform: str, revoke: b
 
     Example:
 
+    \b
         weerbaar officials authorise 3 --platform mastodon
     """
     from .officials import RegistryError, authorise_account
@@ -228,6 +235,7 @@ def run(obj: Context, once: bool, only: tuple[str, ...]) -> None:
 
     Example:
 
+    \b
         weerbaar run --once
     """
     from .classifier import load_classifier
@@ -265,6 +273,7 @@ def score(obj: Context, input_file: str, output: str) -> None:
 
     Example:
 
+    \b
         weerbaar score posts.jsonl -o scores.jsonl
     """
     from tqdm import tqdm
@@ -293,6 +302,7 @@ def purge(obj: Context) -> None:
 
     Example:
 
+    \b
         WEERBAAR_RETENTION_DAYS=180 weerbaar purge
     """
     from .retention import purge_expired
@@ -366,6 +376,7 @@ def serve(obj: Context, misfire_grace_seconds: int) -> None:
 
     Example:
 
+    \b
         weerbaar -v serve
     """
     from .classifier import load_classifier
@@ -420,6 +431,7 @@ def digest(obj: Context, day: dt.datetime | None, latest: bool) -> None:
 
     Example:
 
+    \b
         weerbaar digest --date 2026-11-28
     """
     from zoneinfo import ZoneInfo
@@ -447,6 +459,7 @@ def demo(ctx: click.Context) -> None:
 
     Example:
 
+    \b
         weerbaar demo
     """
     from .settings import PROJECT_ROOT
