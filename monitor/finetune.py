@@ -249,7 +249,7 @@ def finetune(
     )
     rng = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(records) / config.batch_size)
-    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
+    total_steps = max(1, round(steps_per_epoch * config.epochs))
     warmup = int(total_steps * config.warmup_fraction)
 
     def schedule(step: int) -> float:
@@ -277,7 +277,7 @@ def finetune(
             optimiser.zero_grad()
             running.append(float(loss.detach()))
             step += 1
-            if step % 25 == 0 or step == total_steps:
+            if step == 1 or step % 25 == 0 or step == total_steps:
                 elapsed = time.monotonic() - started
                 history.append({"step": step, "loss": round(float(np.mean(running)), 4), "seconds": round(elapsed, 1)})
                 log(f"step {step}/{total_steps} loss {np.mean(running):.4f} ({elapsed / step:.2f} s/step)")
@@ -444,11 +444,13 @@ def write_onnx_artifact(
     max_pieces: int = 30000,
     quantise: bool = True,
     card: Mapping | None = None,
+    other_texts: Sequence[str] = (),
 ) -> dict:
     """Write model.onnx, tokenizer.json and model.json for monitor/onnx_classifier.py into OUT_DIR; return the card.
 
     With VOCABULARY_TEXTS the vocabulary is pruned to the pieces they use (most frequent first, up to MAX_PIECES),
-    keeping every single-character piece and the special tokens.
+    keeping every single-character piece and the special tokens; pieces that only OTHER_TEXTS use come after all of
+    theirs.
     """
     import tempfile
 
@@ -460,6 +462,12 @@ def write_onnx_artifact(
     keep = None
     if vocabulary_texts is not None:
         counts = pieces_used(tokenizer_json, vocabulary_texts, model.config.prefix)
+        # Scaling puts every piece of the first texts ahead of any piece that only the others use.
+        others = pieces_used(tokenizer_json, other_texts, model.config.prefix)
+        scale = 1 + sum(others.values())
+        counts = {piece: count * scale for piece, count in counts.items()}
+        for piece, count in others.items():
+            counts[piece] = counts.get(piece, 0) + count
         keep = pruned_vocabulary(tokenizer_json, counts, max_pieces)
         tokenizer_json = prune_tokenizer(tokenizer_json, keep)
     (out_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False), encoding="utf-8")

