@@ -54,6 +54,7 @@ class Digest:
 
     day: dt.date
     generated_at: str
+    generated_local: str
     officials: list[OfficialDigest]
     silent_sources: list[str]
     warnings: list[str] = field(default_factory=list)
@@ -154,6 +155,7 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, day: dt.date) ->
     return Digest(
         day=day,
         generated_at=utcnow(),
+        generated_local=dt.datetime.now(zone).strftime("%Y-%m-%d %H:%M"),
         officials=ordered,
         silent_sources=_silent_sources(db, settings, start, end),
         warnings=_watchdog_warnings(db, settings),
