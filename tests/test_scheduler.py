@@ -20,6 +20,7 @@ from monitor.db import open_db
 from monitor.officials import import_officials
 from monitor.scheduler import MonitorJobs, build_scheduler, digest_trigger, serve
 from monitor.settings import Settings
+from tests.fakes.classifiers import CalmClassifier
 
 REPO = Path(__file__).resolve().parent.parent
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -46,17 +47,6 @@ from monitor.cli import main
 sys.argv = ["weerbaar", *sys.argv[1:]]
 main()
 """
-
-
-class CalmClassifier:
-    """A stand-in model that finds nothing."""
-
-    name = "calm-fake"
-    version = "1"
-    categories = ("aggression", "threat")
-
-    def score(self, texts):
-        return [{"aggression": 0.1, "threat": 0.0} for _ in texts]
 
 
 def write_posts(path: Path, count: int) -> None:

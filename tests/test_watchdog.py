@@ -14,6 +14,7 @@ from monitor.officials import import_officials
 from monitor.pipeline import run_once
 from monitor.settings import load_settings
 from monitor.watchdog import digest_warnings, source_health
+from tests.fakes.classifiers import CalmClassifier
 
 CREATED_AT = "2026-11-27T10:00:00Z"
 OFFICIALS_CSV = (
@@ -21,17 +22,6 @@ OFFICIALS_CSV = (
     "consent_recorded_by\n"
     "Anneke Visser,burgemeester,gemeente,Gemeente Zwolle,@AnnekeVisserZw,,,,2026-09-14,x,griffie: J. de Wit\n"
 )
-
-
-class CalmClassifier:
-    """A stand-in model that finds nothing."""
-
-    name = "calm-fake"
-    version = "1"
-    categories = ("aggression", "threat")
-
-    def score(self, texts):
-        return [{"aggression": 0.1, "threat": 0.0} for _ in texts]
 
 
 def post(post_id: int) -> str:
