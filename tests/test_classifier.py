@@ -9,16 +9,21 @@ import numpy as np
 import pytest
 
 from monitor.classifier import CATEGORIES, load_classifier, model_label
+from monitor.datasets import LabelledText
 from monitor.e5_head import E5HeadClassifier, ModelArtifactError, embed_in_length_order, load_e5_head, read_e5_head
 from monitor.settings import ClassifierSettings, Settings
 from monitor.threat_templates import FAMILIES, generate_templates
 from monitor.training import (
+    MASKED,
     DatasetError,
     EmbeddingCache,
+    LabelledTexts,
     alarm_rates,
     binary_metrics,
     fit_logistic_head,
+    fit_mlp_head,
     read_imsypp,
+    records_as_labelled,
     train_and_evaluate,
     write_artifact,
 )
@@ -180,6 +185,75 @@ def test_a_trained_head_round_trips_through_the_artifact(tmp_path):
     scores = loaded.score(texts)
     expected = heads["aggression"].predict(np.stack([embedder.vector(text) for text in texts]))
     assert [s["aggression"] for s in scores] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_a_hidden_layer_head_round_trips_through_the_artifact_next_to_a_logistic_one(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1] * 30)
+    # XOR-like classes: a logistic head cannot separate them, one hidden layer can.
+    signs = rng.choice([-1.0, 1.0], size=60)
+    vectors = rng.normal(scale=0.3, size=(60, 8))
+    vectors[:, 0] += signs
+    vectors[:, 1] += signs * np.where(labels == 1, 1.0, -1.0)
+    heads = {
+        "aggression": fit_mlp_head(vectors, labels, alpha_grid=(0.01,), hidden=8),
+        "threat": fit_logistic_head(vectors, labels, c_grid=(1.0,)),
+    }
+    assert binary_metrics(labels, heads["aggression"].predict(vectors))["macro_f1"] > 0.9
+
+    write_artifact(tmp_path, heads, {"version": "test.2", "categories": list(CATEGORIES), "prefix": "query"})
+    loaded = read_e5_head(tmp_path)
+    embedder = FakeEmbedder()
+    loaded._embedder = embedder
+    texts = ["een", "twee drie", "vier", "vijf zes zeven"]
+    embedded = np.stack([embedder.vector(text) for text in texts])
+    scores = loaded.score(texts)
+    for category in CATEGORIES:
+        expected = heads[category].predict(embedded)
+        assert [s[category] for s in scores] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_masked_labels_are_left_out_of_the_extra_aggression_data():
+    records = [
+        LabelledText("duidelijk een belediging", {"aggression": 1}, "rtp-lx-nl", "nl"),
+        LabelledText("twijfelgeval", {"aggression": None}, "rtp-lx-nl", "nl"),
+        LabelledText("een vriendelijk bericht", {"aggression": 0}, "rtp-lx-nl", "nl"),
+    ]
+    data = records_as_labelled(records, "rtp-lx-nl")
+    assert data.labels["aggression"].tolist() == [1, MASKED, 0]
+    assert data.labels["threat"].tolist() == [MASKED] * 3
+
+
+def test_extra_aggression_data_trains_only_and_never_joins_the_evaluation(tmp_path):
+    types = ["0. appropriate"] * 16 + ["2. offensive"] * 12 + ["3. violent"] * 12
+    csv_path = tmp_path / "imsypp.csv"
+    csv_path.write_text(
+        "row,doc,type,target\n" + "".join(f"{i},bericht nummer {i},{t},\n" for i, t in enumerate(types)),
+        encoding="utf-8",
+    )
+    extra = LabelledTexts(
+        texts=["extra een", "extra twee", "extra drie", "extra vier"],
+        labels={"aggression": np.array([1, 0, MASKED, 1], dtype=np.int8), "threat": np.full(4, MASKED, np.int8)},
+        groups=["x:1", "x:2", "x:3", "x:4"],
+        source="extra",
+    )
+    embedder = FakeEmbedder()
+    run = train_and_evaluate(
+        read_imsypp(csv_path),
+        generate_templates(per_family=3),
+        [],
+        embed=embedder.query,
+        folds=2,
+        c_grid=(1.0,),
+        extra_aggression=[(extra, 0.3)],
+        head_kind={"aggression": "mlp"},
+        hidden=4,
+        threat_threshold_from_templates=True,
+    )
+    assert run.report["training_rows"]["extra (aggression)"] == 3
+    assert [f["aggression"]["rows"] for f in run.report["folds"]] == [20, 20]
+    assert run.report["head_kind"]["aggression"] == "mlp"
+    assert "train_templates_out_of_family" in run.report["threat_by_threshold"]["0.5"]
 
 
 def test_train_and_evaluate_reports_cross_validated_metrics(tmp_path):
