@@ -43,6 +43,9 @@ class FinetuneConfig:
     seed: int = 0
     categories: tuple[str, ...] = CATEGORIES
     source_weights: dict[str, float] = field(default_factory=dict)  # source -> loss weight (default 1)
+    head_init: str = "random"  # "logistic": start from a logistic regression on the frozen pooled embeddings (LP-FT)
+    class_balance: bool = False  # weight positives by negatives/positives per category, as the frozen head does
+    layer_lr_decay: float = 1.0  # layer k of N gets lr * decay ** (N - k); the embeddings get the lowest
 
 
 def encode_labels(
@@ -60,11 +63,16 @@ def encode_labels(
     return labels, mask
 
 
-def masked_bce(logits, labels, mask, weights=None):
-    """Return binary cross-entropy averaged over the known labels only (MASK 1), each row scaled by WEIGHTS."""
+def masked_bce(logits, labels, mask, weights=None, pos_weight=None):
+    """Return binary cross-entropy averaged over the known labels only (MASK 1), each row scaled by WEIGHTS.
+
+    POS_WEIGHT [categories] multiplies the loss of positive labels (class balancing).
+    """
     import torch
 
-    losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, labels, reduction="none", pos_weight=pos_weight
+    ) * mask
     if weights is not None:
         losses = losses * weights.unsqueeze(-1)
         mask = mask * weights.unsqueeze(-1)
@@ -117,11 +125,13 @@ class MultiLabelEncoder:
                 self.dropout = torch.nn.Dropout(dropout)
                 self.head = torch.nn.Linear(encoder.config.hidden_size, n_categories)
 
-            def forward(self, input_ids, attention_mask):
+            def pool(self, input_ids, attention_mask):
                 hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
                 weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-                return self.head(self.dropout(pooled))
+                return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+            def forward(self, input_ids, attention_mask):
+                return self.head(self.dropout(self.pool(input_ids, attention_mask)))
 
         return Module()
 
@@ -199,6 +209,74 @@ def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random |
     return batches
 
 
+def pooled_embeddings(module, tokenizer, texts: Sequence[str], config: FinetuneConfig,
+                      batch_size: int = 64) -> np.ndarray:
+    """Return MODULE's mean-pooled encoder output for TEXTS (eval mode, no dropout), in input order."""
+    import torch
+
+    out = np.zeros((len(texts), module.head.in_features), dtype=np.float32)
+    module.eval()
+    with torch.inference_mode():
+        for batch in length_batches([len(text) for text in texts], batch_size, None):
+            encoded = _tokenise(tokenizer, [texts[i] for i in batch], config)
+            out[batch] = module.pool(encoded["input_ids"], encoded["attention_mask"]).numpy()
+    return out
+
+
+def positive_weights(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Return negatives / positives among the known labels of each category (1 where a class is missing)."""
+    positives = (labels * mask).sum(axis=0)
+    negatives = ((1 - labels) * mask).sum(axis=0)
+    return np.where((positives > 0) & (negatives > 0), negatives / np.maximum(positives, 1), 1.0).astype(np.float32)
+
+
+def init_head_from_logistic(module, pooled: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+                            class_balance: bool, seed: int) -> dict[str, float]:
+    """Set MODULE's head to per-category logistic regressions on the frozen POOLED embeddings; return each C.
+
+    The linear probe first, then fine-tuning (LP-FT): starting from a good head keeps the first updates from
+    distorting the pretrained features, which matters on a small training set.
+    """
+    import torch
+
+    from .training import fit_logistic_head
+
+    chosen = {}
+    weight = module.head.weight.data
+    bias = module.head.bias.data
+    for column in range(labels.shape[1]):
+        known = mask[:, column] > 0
+        y = labels[known, column].astype(np.int64)
+        if known.sum() < 8 or y.min() == y.max() or np.bincount(y).min() < 2:
+            continue
+        head = fit_logistic_head(pooled[known], y, seed=seed)
+        if not class_balance:
+            # fit_logistic_head balances the classes; without balancing, move the bias back to the base rate.
+            rate = float(y.mean())
+            head.bias += math.log(rate / (1 - rate))
+        weight[column] = torch.from_numpy(head.weights)
+        bias[column] = head.bias
+        chosen[str(column)] = head.C
+    return chosen
+
+
+def parameter_groups(module, config: FinetuneConfig) -> list[dict]:
+    """Return AdamW groups: the head at its own lr, encoder layers at lr with layer-wise decay towards the input."""
+    layers = list(module.encoder.encoder.layer)
+    depth = len(layers)
+    groups = [{"params": list(module.head.parameters()), "lr": config.head_learning_rate}]
+    seen = set()
+    for index, layer in enumerate(layers):
+        params = [p for p in layer.parameters() if p.requires_grad]
+        seen |= {id(p) for p in layer.parameters()}
+        if params:
+            groups.append({"params": params, "lr": config.learning_rate * config.layer_lr_decay ** (depth - 1 - index)})
+    rest = [p for p in module.encoder.parameters() if p.requires_grad and id(p) not in seen]
+    if rest:
+        groups.append({"params": rest, "lr": config.learning_rate * config.layer_lr_decay ** depth})
+    return groups
+
+
 def predict_logits(module, tokenizer, texts: Sequence[str], config: FinetuneConfig, batch_size: int = 64) -> np.ndarray:
     """Return MODULE's logits for TEXTS in input order."""
     import torch
@@ -219,8 +297,13 @@ def finetune(
     cache_dir: Path | str = "var/cache/base-models",
     base: tuple | None = None,
     log: Callable[[str], None] = lambda message: None,
+    after_epoch: Callable[[int, FinetunedModel], None] | None = None,
 ) -> FinetunedModel:
-    """Fine-tune CONFIG.base_model (or BASE = (encoder, tokenizer)) on RECORDS; deterministic for CONFIG.seed."""
+    """Fine-tune CONFIG.base_model (or BASE = (encoder, tokenizer)) on RECORDS; deterministic for CONFIG.seed.
+
+    AFTER_EPOCH(epoch, model), if given, is called after each full epoch (epoch 0: before training) with the module
+    in eval mode, e.g. to score a validation fold.
+    """
     import torch
 
     random.seed(config.seed)
@@ -238,15 +321,16 @@ def finetune(
     lengths = [len(tokenizer(config.prefix + t, truncation=True, max_length=config.max_length)["input_ids"])
                for t in texts]
 
-    head_params = list(module.head.parameters())
-    encoder_params = [p for p in module.encoder.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": encoder_params, "lr": config.learning_rate},
-            {"params": head_params, "lr": config.head_learning_rate},
-        ],
-        weight_decay=config.weight_decay,
-    )
+    if config.head_init == "logistic":
+        started = time.monotonic()
+        pooled = pooled_embeddings(module, tokenizer, texts, config)
+        chosen = init_head_from_logistic(module, pooled, labels, mask, config.class_balance, config.seed)
+        log(f"head initialised from logistic regressions on frozen embeddings, C {chosen} "
+            f"({time.monotonic() - started:.0f} s)")
+    elif config.head_init != "random":
+        raise ValueError(f"head_init must be 'random' or 'logistic', not {config.head_init!r}")
+    pos_weight = torch.from_numpy(positive_weights(labels, mask)) if config.class_balance else None
+    optimiser = torch.optim.AdamW(parameter_groups(module, config), weight_decay=config.weight_decay)
     rng = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(records) / config.batch_size)
     total_steps = max(1, round(steps_per_epoch * config.epochs))
@@ -260,6 +344,9 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     history = []
     step, started, running = 0, time.monotonic(), []
+    model = FinetunedModel(module=module, tokenizer=tokenizer, config=config, history=history)
+    if after_epoch is not None:
+        after_epoch(0, model)
     module.train()
     while step < total_steps:
         for batch in length_batches(lengths, config.batch_size, rng):
@@ -268,7 +355,8 @@ def finetune(
             encoded = _tokenise(tokenizer, [texts[i] for i in batch], config)
             logits = module(encoded["input_ids"], encoded["attention_mask"])
             loss = masked_bce(
-                logits, torch.from_numpy(labels[batch]), torch.from_numpy(mask[batch]), torch.from_numpy(weights[batch])
+                logits, torch.from_numpy(labels[batch]), torch.from_numpy(mask[batch]), torch.from_numpy(weights[batch]),
+                pos_weight,
             )
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], 1.0)
@@ -282,8 +370,11 @@ def finetune(
                 history.append({"step": step, "loss": round(float(np.mean(running)), 4), "seconds": round(elapsed, 1)})
                 log(f"step {step}/{total_steps} loss {np.mean(running):.4f} ({elapsed / step:.2f} s/step)")
                 running = []
+            if after_epoch is not None and step % steps_per_epoch == 0:
+                after_epoch(step // steps_per_epoch, model)
+                module.train()
     module.eval()
-    return FinetunedModel(module=module, tokenizer=tokenizer, config=config, history=history)
+    return model
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -12,6 +12,13 @@ Example (final model: trains on everything but a calibration split, fits tempera
         --imsypp /work/shared/data/imsypp-nl/train.csv \\
         --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
 
+Example (linear probe then fine-tune, LP-FT, on the frozen head's folds; scores the test fold after every epoch):
+
+    python scripts/finetune_classifier.py --cv 5 --cv-split head --eval-each-epoch --threads 1 \
+        --layers 0 --max-length 128 --head-init logistic --lr 2e-5 --head-lr 2e-5 --epochs 3 \
+        --imsypp /work/shared/data/imsypp-nl/train.csv \
+        --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
+
 Then `scripts/export_classifier.py` turns the checkpoint into the int8 ONNX artifact. Every run writes a JSON record
 (arguments, data counts, git commit, metrics, times) under var/runs/. Datasets stay where they are: their licences
 keep them out of this repository.
@@ -78,10 +85,30 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--lr", type=float, default=8e-5)
+    parser.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the classification layer")
+    parser.add_argument("--head-init", choices=("random", "logistic"), default="random",
+                        help="'logistic': start the classification layer from logistic regressions on the frozen "
+                             "pooled embeddings, then fine-tune (LP-FT)")
+    parser.add_argument("--class-balance", action="store_true",
+                        help="weight positive labels by negatives/positives per category (as the frozen head does)")
+    parser.add_argument("--layer-lr-decay", type=float, default=1.0,
+                        help="layer-wise lr decay: each layer below the top gets this factor more (default 1: none)")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up (default 0.1)")
+    parser.add_argument("--threat-data-threat-only", action="store_true",
+                        help="mask the aggression labels of the templates and GermEval vio, so that aggression "
+                             "learns from IMSyPP alone (as the frozen head's aggression does)")
+    parser.add_argument("--no-threat-data", action="store_true",
+                        help="train on IMSyPP (and --extra) only: no templates, no GermEval vio (faster sweeps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation on IMSyPP instead")
     parser.add_argument("--cv-max-folds", type=int, default=0, help="stop after this many folds (0: all)")
+    parser.add_argument("--cv-split", choices=("round-robin", "head"), default="round-robin",
+                        help="'head': the folds of monitor/training.py (sklearn StratifiedKFold on the IMSyPP type, "
+                             "shuffled by --seed), so that figures compare with the frozen e5 head fold by fold")
+    parser.add_argument("--eval-each-epoch", action="store_true",
+                        help="in --cv, also score the test fold after every epoch (and before training)")
     parser.add_argument("--limit", type=int, default=0, help="train on the first N shuffled rows only (timing)")
     parser.add_argument("--calibration-fraction", type=float, default=0.2,
                         help="share of IMSyPP (and threat data) held out to calibrate the final model (default 0.2)")
@@ -103,10 +130,15 @@ def git_commit() -> str | None:
 
 def threat_data(arguments) -> list[LabelledText]:
     """Return the threat training data besides IMSyPP: training template families and GermEval vio."""
+    if arguments.no_threat_data:
+        return []
     records = template_records(generate_templates(arguments.seed, arguments.templates_per_family, TRAIN))
     if arguments.germeval_vio:
         vio = read_germeval2026_vio(arguments.germeval_vio)
         records += sample_for_category(vio, "threat", arguments.germeval_vio_negatives, arguments.seed)
+    if arguments.threat_data_threat_only:
+        records = [LabelledText(r.text, r.labels | {"aggression": None}, r.source, r.language, r.group)
+                   for r in records]
     return records
 
 
@@ -164,9 +196,28 @@ def config_from(arguments) -> FinetuneConfig:
         batch_size=arguments.batch_size,
         epochs=arguments.epochs,
         learning_rate=arguments.lr,
+        head_learning_rate=arguments.head_lr,
+        warmup_fraction=arguments.warmup,
+        dropout=arguments.dropout,
+        head_init=arguments.head_init,
+        class_balance=arguments.class_balance,
+        layer_lr_decay=arguments.layer_lr_decay,
         seed=arguments.seed,
         source_weights={r: arguments.extra_weight for r in ("extra",)},
     )
+
+
+def head_folds(path: Path, imsypp: list[LabelledText], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return the (train, test) folds that monitor/training.py gives the frozen e5 head for the same file and seed."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from monitor.training import read_imsypp as read_imsypp_for_head
+
+    head = read_imsypp_for_head(path)
+    if head.texts != [r.text for r in imsypp]:
+        raise SystemExit(f"{path}: the two IMSyPP readers disagree on the rows; cannot reuse the head's folds")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(head.texts, head.strata))
 
 
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
@@ -200,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"data: imsypp {len(imsypp)}, threat extra {len(threat)}, extra {len(extra)}")
     categories = config.categories
     if arguments.cv:
-        folds = stratified_k_fold(imsypp_strata(imsypp), arguments.cv, arguments.seed)
+        if arguments.cv_split == "head":
+            folds = head_folds(arguments.imsypp, imsypp, arguments.cv, arguments.seed)
+        else:
+            folds = stratified_k_fold(imsypp_strata(imsypp), arguments.cv, arguments.seed)
         if arguments.cv_max_folds:
             folds = folds[: arguments.cv_max_folds]
         fold_reports, pooled = [], np.full((len(imsypp), len(categories)), np.nan, dtype=np.float32)
@@ -208,14 +262,25 @@ def main(argv: list[str] | None = None) -> int:
             train = [imsypp[i] for i in train_rows] + threat + extra
             log(f"fold {index}: training on {len(train)} rows")
             fold_started = time.monotonic()
-            model = finetune(train, config, arguments.cache_dir, log=log)
-            train_seconds = time.monotonic() - fold_started
             test = [imsypp[i] for i in test_rows]
+            per_epoch = []
+
+            def score_epoch(epoch: int, model, test=test, per_epoch=per_epoch, index=index) -> None:
+                report = scores_report(test, sigmoid(model.logits([r.text for r in test])), categories)
+                per_epoch.append({"epoch": epoch, "aggression": report["aggression"],
+                                  "threat": report.get("threat")})
+                log(f"fold {index} epoch {epoch}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
+                    f"PR-AUC {report['aggression']['average_precision']:.4f}")
+
+            model = finetune(train, config, arguments.cache_dir, log=log,
+                             after_epoch=score_epoch if arguments.eval_each_epoch else None)
+            train_seconds = time.monotonic() - fold_started
             probabilities = sigmoid(model.logits([r.text for r in test]))
             pooled[test_rows] = probabilities
             report = scores_report(test, probabilities, categories)
             templates = template_report(model, arguments.seed, 60, 0.5)
             fold_reports.append({"fold": index, "train_rows": len(train), "train_seconds": round(train_seconds),
+                                 "per_epoch": per_epoch,
                                  "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
                                                                       if k != "report"}})
             log(f"fold {index}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "

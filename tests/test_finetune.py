@@ -161,3 +161,35 @@ def test_vocabulary_pruning_keeps_dutch_tokenisation_and_never_fails(xlmr_tokeni
         assert "".join(encoding.tokens).replace("▁", "") != ""
     unknown = pruned.token_to_id("<unk>")
     assert pruned.encode("ꙮ").ids.count(unknown) == full.encode("ꙮ").ids.count(full.token_to_id("<unk>"))
+
+
+def test_positive_weights_balance_the_known_labels():
+    from monitor.finetune import positive_weights
+
+    labels = np.array([[1, 0], [0, 0], [0, 1], [0, 0]], dtype=np.float32)
+    mask = np.array([[1, 1], [1, 1], [1, 1], [1, 0]], dtype=np.float32)
+    assert positive_weights(labels, mask).tolist() == [3.0, 2.0]
+    assert positive_weights(np.zeros((2, 1), np.float32), np.ones((2, 1), np.float32)).tolist() == [1.0]
+
+
+def test_layer_lr_decay_lowers_the_lr_towards_the_input():
+    from monitor.finetune import MultiLabelEncoder, parameter_groups
+
+    module = MultiLabelEncoder.build(tiny_encoder(100), 2, 0.1)
+    config = FinetuneConfig(learning_rate=1e-3, head_learning_rate=1e-2, layer_lr_decay=0.5)
+    rates = [group["lr"] for group in parameter_groups(module, config)]
+    assert rates == pytest.approx([1e-2, 5e-4, 1e-3, 2.5e-4])  # head, layer 0, layer 1, embeddings
+    grouped = sum(len(group["params"]) for group in parameter_groups(module, config))
+    assert grouped == len(list(module.parameters()))
+
+
+def test_lp_ft_starts_from_the_linear_probe_and_scores_each_epoch(xlmr_tokenizer):
+    config = FinetuneConfig(num_layers=None, epochs=2, batch_size=9, learning_rate=1e-3, head_learning_rate=1e-3,
+                            max_length=24, seed=3, head_init="logistic", class_balance=True)
+    seen = []
+    finetune(records(), config, base=(tiny_encoder(len(xlmr_tokenizer)), xlmr_tokenizer),
+             after_epoch=lambda epoch, m: seen.append((epoch, m.logits(["Ik maak je af", "Mooi werk wethouder"]))))
+    assert [epoch for epoch, _ in seen] == [0, 1, 2]
+    # Before any fine-tuning step, the probe alone already separates threat from praise on the training texts.
+    threat, praise = seen[0][1][:, 0]
+    assert threat > 0 > praise
