@@ -518,10 +518,8 @@ def rtp_lx_label(mean: float) -> Label:
     return None
 
 
-def read_rtp_lx(path: Path | str) -> list[LabelledText]:
-    """Read RTP-LX (JSON lines: Prompt, Locale, Annotations {Toxicity, Insult, Violence, IdentityAttack, ...})."""
-    path = Path(path)
-    records = []
+def _json_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for every non-empty line of a JSON Lines file; raise on a line that is not one."""
     with _open(path) as handle:
         for line, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -532,25 +530,33 @@ def read_rtp_lx(path: Path | str) -> list[LabelledText]:
                 raise _error(path, line, None, f"not valid JSON ({exc.msg}, character {exc.pos + 1})") from None
             if not isinstance(item, dict):
                 raise _error(path, line, None, "expected a JSON object")
-            text = _text(item.get("Prompt") if isinstance(item.get("Prompt"), str) else "")
-            if text is None:
-                continue
-            annotations = item.get("Annotations")
-            if not isinstance(annotations, dict):
-                raise _error(path, line, "Annotations", "missing or not an object")
-            labels: dict[str, Label] = {}
-            for field, category in LABEL_MAP["rtp_lx"].items():
-                value = annotations.get(field)
-                if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 3:
-                    problem = f"expected a mean score from 1 to 3, found {value!r}"
-                    raise _error(path, line, f"Annotations.{field}", problem)
-                labels[category] = rtp_lx_label(float(value))
-            if 1 in (labels["insult"], labels["threat"]):
-                labels["aggression"] = 1
-            elif labels["insult"] == 0 and labels["threat"] == 0:
-                labels["aggression"] = 0
-            language = str(item.get("Locale") or "nl").lower()
-            records.append(LabelledText(text, labels, "rtp-lx-nl", language, group=f"rtp-lx:{item.get('Index', line)}"))
+            yield line, item
+
+
+def read_rtp_lx(path: Path | str) -> list[LabelledText]:
+    """Read RTP-LX (JSON lines: Prompt, Locale, Annotations {Toxicity, Insult, Violence, IdentityAttack, ...})."""
+    path = Path(path)
+    records = []
+    for line, item in _json_objects(path):
+        text = _text(item.get("Prompt") if isinstance(item.get("Prompt"), str) else "")
+        if text is None:
+            continue
+        annotations = item.get("Annotations")
+        if not isinstance(annotations, dict):
+            raise _error(path, line, "Annotations", "missing or not an object")
+        labels: dict[str, Label] = {}
+        for field, category in LABEL_MAP["rtp_lx"].items():
+            value = annotations.get(field)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 3:
+                problem = f"expected a mean score from 1 to 3, found {value!r}"
+                raise _error(path, line, f"Annotations.{field}", problem)
+            labels[category] = rtp_lx_label(float(value))
+        if 1 in (labels["insult"], labels["threat"]):
+            labels["aggression"] = 1
+        elif labels["insult"] == 0 and labels["threat"] == 0:
+            labels["aggression"] = 0
+        language = str(item.get("Locale") or "nl").lower()
+        records.append(LabelledText(text, labels, "rtp-lx-nl", language, group=f"rtp-lx:{item.get('Index', line)}"))
     return records
 
 
@@ -580,36 +586,27 @@ def _parse_labels(path: Path, line: int, value) -> dict[str, Label]:
 def _read_jsonl(path: Path | str, source: str | None, language: str, require_functionality: bool) -> list[LabelledText]:
     path = Path(path)
     records = []
-    with _open(path) as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                item = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise _error(path, line, None, f"not valid JSON ({exc.msg}, character {exc.pos + 1})") from None
-            if not isinstance(item, dict):
-                raise _error(path, line, None, "expected a JSON object")
-            if not isinstance(item.get("text"), str):
-                raise _error(path, line, "text", "missing or not a string")
-            text = _text(item["text"])
-            if text is None:
-                continue
-            if "labels" not in item:
-                raise _error(path, line, "labels", "missing")
-            labels = _parse_labels(path, line, item["labels"])
-            group = item.get("functionality", item.get("group"))
-            if require_functionality and not (isinstance(group, str) and group.strip()):
-                raise _error(path, line, "functionality", "missing or empty")
-            records.append(
-                LabelledText(
-                    text,
-                    labels,
-                    str(item.get("source") or source or path.stem),
-                    str(item.get("language") or item.get("lang") or language),
-                    group=None if group is None else str(group),
-                )
+    for line, item in _json_objects(path):
+        if not isinstance(item.get("text"), str):
+            raise _error(path, line, "text", "missing or not a string")
+        text = _text(item["text"])
+        if text is None:
+            continue
+        if "labels" not in item:
+            raise _error(path, line, "labels", "missing")
+        labels = _parse_labels(path, line, item["labels"])
+        group = item.get("functionality", item.get("group"))
+        if require_functionality and not (isinstance(group, str) and group.strip()):
+            raise _error(path, line, "functionality", "missing or empty")
+        records.append(
+            LabelledText(
+                text,
+                labels,
+                str(item.get("source") or source or path.stem),
+                str(item.get("language") or item.get("lang") or language),
+                group=None if group is None else str(group),
             )
+        )
     return records
 
 
