@@ -30,23 +30,8 @@ OFFICIALS_CSV = (
     "consent_recorded_by\n"
     "Anneke Visser,burgemeester,gemeente,Gemeente Zwolle,@AnnekeVisserZw,,,,2026-09-14,x,griffie: J. de Wit\n"
 )
-# Run the real CLI in a real process, with a stand-in model registered first (the real one is not downloaded).
-CLI_WITH_SLOW_MODEL = """
-import sys, time
-from monitor.classifier import register_classifier
-
-class SlowClassifier:
-    name, version, categories = "slow-fake", "1", ("aggression", "threat")
-
-    def score(self, texts):
-        time.sleep(0.25)
-        return [{"aggression": 0.1, "threat": 0.0} for _ in texts]
-
-register_classifier("slow-fake", lambda classifier_settings, settings: SlowClassifier())
-from monitor.cli import main
-sys.argv = ["weerbaar", *sys.argv[1:]]
-main()
-"""
+# The real CLI in a real process, with a stand-in model registered first (the real one is not loaded).
+CLI_WITH_FAKE_MODEL = REPO / "tests" / "fakes" / "cli_with_fake_model.py"
 
 
 def write_posts(path: Path, count: int) -> None:
@@ -155,11 +140,10 @@ interval_minutes = 60
     officials = tmp_path / "officials.csv"
     officials.write_text(OFFICIALS_CSV)
     import_officials(open_db(db_path), officials)
-    script = tmp_path / "weerbaar_with_slow_model.py"
-    script.write_text(CLI_WITH_SLOW_MODEL)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # The stand-in takes 0.25 s a batch, so SIGTERM arrives while a batch is in flight.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_MODEL_NAME": "slow-fake", "FAKE_MODEL_SECONDS": "0.25"}
     process = subprocess.Popen(
-        [sys.executable, str(script), "--config", str(config), "-v", "serve"],
+        [sys.executable, str(CLI_WITH_FAKE_MODEL), "--config", str(config), "-v", "serve"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

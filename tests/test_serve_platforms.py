@@ -21,7 +21,6 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from monitor.cli import cli
-from monitor.db import open_db
 from tests.fakes.bluesky_api import FakeBluesky, post
 from tests.fakes.fixtures import FAST_RETRY
 from tests.fakes.mastodon_api import (
@@ -47,22 +46,8 @@ OFFICIALS_CSV = (
     f'Anna Visser,wethouder,gemeente,Gemeente Zwolle,@{X_HANDLE},@{MASTODON_HANDLE},{BLUESKY_HANDLE},,2026-09-14,'
     f'"x,mastodon,bluesky",griffie: J. de Wit\n'
 )
-# Run the real CLI in a real process, with a stand-in model registered first (the real one is not downloaded).
-CLI_WITH_FAKE_MODEL = """
-import sys
-from monitor.classifier import register_classifier
-
-class CalmClassifier:
-    name, version, categories = "e2e-fake", "1", ("aggression", "threat")
-
-    def score(self, texts):
-        return [{"aggression": 0.1, "threat": 0.0} for _ in texts]
-
-register_classifier("e2e-fake", lambda classifier_settings, settings: CalmClassifier())
-from monitor.cli import main
-sys.argv = ["weerbaar", *sys.argv[1:]]
-main()
-"""
+# The real CLI in a real process, with a stand-in model registered first (the real one is not loaded).
+CLI_WITH_FAKE_MODEL = REPO / "tests" / "fakes" / "cli_with_fake_model.py"
 
 
 def source_table(name: str, fields: dict) -> str:
@@ -176,20 +161,17 @@ def test_serve_collects_from_x_mastodon_and_bluesky_and_reports_the_silent_one(t
         officials.write_text(OFFICIALS_CSV, encoding="utf-8")
         imported = CliRunner().invoke(cli, ["--config", str(config), "officials", "import", str(officials)])
         assert imported.exit_code == 0, imported.output
-        db = open_db(tmp_path / "weerbaar.db")
         # The official authorised Weerbaar on Mastodon, so her mention notifications are read with her token.
-        # No command records that yet; it is a column of the accounts table.
-        db.execute("UPDATE accounts SET authorised = 1 WHERE platform = 'mastodon'")
-        db.conn.commit()
-        db.close()
+        authorised = CliRunner().invoke(
+            cli, ["--config", str(config), "officials", "authorise", "1", "--platform", "mastodon"]
+        )
+        assert authorised.exit_code == 0, authorised.output
 
-        script = tmp_path / "weerbaar_with_fake_model.py"
-        script.write_text(CLI_WITH_FAKE_MODEL, encoding="utf-8")
         env = {key: value for key, value in os.environ.items() if not key.startswith("WEERBAAR_")}
-        env.update(PYTHONPATH=str(REPO), WEERBAAR_X_BEARER_TOKEN=X_TOKEN,
+        env.update(PYTHONPATH=str(REPO), FAKE_MODEL_NAME="e2e-fake", WEERBAAR_X_BEARER_TOKEN=X_TOKEN,
                    WEERBAAR_MASTODON_ACCESS_TOKEN=MASTODON_TOKEN, WEERBAAR_BLUESKY_APP_PASSWORD=BLUESKY_PASSWORD)
         process = subprocess.Popen(
-            [sys.executable, str(script), "--config", str(config), "-v", "serve"],
+            [sys.executable, str(CLI_WITH_FAKE_MODEL), "--config", str(config), "-v", "serve"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
