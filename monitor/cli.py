@@ -296,6 +296,66 @@ def score(obj: Context, input_file: str, output: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--since", required=True, type=click.DateTime(["%Y-%m-%d"]),
+    help="First local day (YYYY-MM-DD) of the posts to rescore, by when they were posted.",
+)
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last local day, included. Default: no end.")
+@click.option("--force", is_flag=True, help="Also rescore what this model version scored already; replaces its rows.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1),
+    help="Mentions scored and committed together. Default: classifier.batch_size.",
+)
+@click.pass_obj
+def rescore(obj: Context, since: dt.datetime, until: dt.datetime | None, force: bool, batch_size: int | None) -> None:
+    """Score stored mentions again with the configured model; the scores of other model versions stay.
+
+    Mentions are chosen by when they were posted, in local days (like the digest). Mentions this model version
+    scored already are skipped unless --force. Every batch is committed, so an interrupted run can be run again.
+    Digests then use the configured model's score of each mention.
+
+    Example:
+
+    \b
+        weerbaar rescore --since 2026-11-01
+        weerbaar --config config/weerbaar.toml rescore --since 2026-11-01 --until 2026-11-30 --force
+    """
+    from zoneinfo import ZoneInfo
+
+    from tqdm import tqdm
+
+    from .classifier import load_classifier
+    from .rescoring import rescore as rescore_mentions
+
+    settings = obj.settings
+    first, last = since.date(), until.date() if until else None
+    if last is not None and last < first:
+        _fail(f"--until {last} is before --since {first}")
+    window = f"posted {first} to {last}" if last else f"posted on or after {first}"
+    if first > dt.datetime.now(ZoneInfo(settings.timezone)).date():
+        click.echo(f"Nothing to rescore: --since {first} is in the future.")
+        return
+    try:
+        classifier = load_classifier(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    with tqdm(unit="mention", disable=not sys.stderr.isatty()) as bar:
+        result = rescore_mentions(
+            obj.db, settings, classifier, first, last, force=force, batch_size=batch_size, progress=bar.update
+        )
+    if not result.considered:
+        click.echo(f"No stored mentions {window}; nothing rescored.")
+        return
+    click.echo(
+        f"Model {result.model} version {result.model_version}: considered {result.considered} mention(s) {window}; "
+        f"rescored {result.rescored}, skipped {result.skipped} (already scored by this version), "
+        f"newly flagged {result.newly_flagged}, no longer flagged {result.no_longer_flagged}."
+    )
+    if result.gone:
+        click.echo(f"{result.gone} mention(s) were erased while the run went on; they were not rescored.")
+
+
+@cli.command()
 @click.pass_obj
 def purge(obj: Context) -> None:
     """Delete mentions (with their scores and reviews) older than retention_days, and old quarantined records.
@@ -422,6 +482,19 @@ def status(obj: Context, as_json: bool) -> None:
 # -- digests --------------------------------------------------------------------------------------------------------
 
 
+def _current_model(settings: Settings) -> tuple[str, str] | None:
+    """Return the configured classifier's (name, version), or None with a warning when it cannot be loaded."""
+    from .classifier import load_classifier
+
+    try:
+        classifier = load_classifier(settings)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        # A digest reads stored scores only; a missing model must not stop it, but the choice of score is said.
+        click.echo(f"warning: {exc}; each mention counts with its newest score", err=True)
+        return None
+    return classifier.name, classifier.version
+
+
 @cli.command()
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local day (YYYY-MM-DD). Default: yesterday.")
 @click.option("--latest", is_flag=True, help="Use the day of the newest stored mention.")
@@ -447,7 +520,7 @@ def digest(obj: Context, day: dt.datetime | None, latest: bool) -> None:
             _fail("no mentions stored yet; run `weerbaar run --once` first")
     else:
         chosen = dt.datetime.now(ZoneInfo(settings.timezone)).date() - dt.timedelta(days=1)
-    html_path, text_path, result = write_digest(obj.db, settings, chosen)
+    html_path, text_path, result = write_digest(obj.db, settings, chosen, _current_model(settings))
     click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")
     click.echo(f"  {html_path}\n  {text_path}")
 

@@ -7,9 +7,13 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 from sqlite_utils import Migrations
+
+if TYPE_CHECKING:
+    from .classifier import Classifier, Verdict
 
 migrations = Migrations("weerbaar")
 
@@ -66,6 +70,32 @@ def audit(db: sqlite_utils.Database, action: str, subject: str, detail: dict | N
             "subject": subject,
             "detail": json.dumps(detail or {}, sort_keys=True),
         }
+    )
+
+
+def score_row(mention_id: int, classifier: Classifier, verdict: Verdict, scored_at: str) -> dict:
+    """Return the scores row that stores VERDICT on a mention, under the classifier's name and version."""
+    return {
+        "mention_id": mention_id,
+        "model": classifier.name,
+        "model_version": classifier.version,
+        "probabilities": json.dumps(verdict.scores, sort_keys=True),
+        "labels": json.dumps(verdict.labels),
+        "flagged": int(verdict.flagged),
+        "scored_at": scored_at,
+    }
+
+
+def counting_score_id(mention_id: str = "m.id") -> str:
+    """Return SQL for the id of the score that counts for a mention: the current model's, else its newest.
+
+    A mention keeps one score per model version (rescoring adds rows), so every reader must pick the same one. The
+    query takes the named parameters :model and :model_version (the configured classifier's); None for both picks
+    the newest score.
+    """
+    return (
+        f"(SELECT id FROM scores WHERE mention_id = {mention_id} "
+        "ORDER BY (model = :model AND model_version = :model_version) DESC, scored_at DESC, id DESC LIMIT 1)"
     )
 
 

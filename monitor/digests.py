@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from .classifier import band
-from .db import utcnow
+from .db import counting_score_id, utcnow
 from .rendering import render
 from .settings import Settings
 
@@ -89,25 +89,38 @@ def latest_day(db: sqlite_utils.Database, timezone: str) -> dt.date | None:
     return newest.astimezone(ZoneInfo(timezone)).date()
 
 
-def _counts(db: sqlite_utils.Database, start: str, end: str) -> dict[int, tuple[int, int]]:
+def _model_parameters(current_model: tuple[str, str] | None) -> dict[str, str | None]:
+    model, model_version = current_model or (None, None)
+    return {"model": model, "model_version": model_version}
+
+
+def _counts(
+    db: sqlite_utils.Database, start: str, end: str, current_model: tuple[str, str] | None
+) -> dict[int, tuple[int, int]]:
     rows = db.execute(
-        """
+        f"""
         SELECT m.official_id, count(*), coalesce(sum(s.flagged), 0)
-        FROM mentions m LEFT JOIN scores s ON s.id = (SELECT max(id) FROM scores WHERE mention_id = m.id)
-        WHERE m.created_at >= ? AND m.created_at < ?
+        FROM mentions m LEFT JOIN scores s ON s.id = {counting_score_id()}
+        WHERE m.created_at >= :start AND m.created_at < :end
         GROUP BY m.official_id
         """,
-        [start, end],
+        {"start": start, "end": end} | _model_parameters(current_model),
     ).fetchall()
     return {official_id: (total, flagged) for official_id, total, flagged in rows}
 
 
-def build_digest(db: sqlite_utils.Database, settings: Settings, day: dt.date) -> Digest:
-    """Gather one local day's flagged mentions per official, with counts against the previous day."""
+def build_digest(
+    db: sqlite_utils.Database, settings: Settings, day: dt.date, current_model: tuple[str, str] | None = None
+) -> Digest:
+    """Gather one local day's flagged mentions per official, with counts against the previous day.
+
+    A mention scored by several model versions counts with CURRENT_MODEL's (name, version) score when it has one,
+    else with its newest; so after a rescore or a rollback the digest follows the configured model.
+    """
     zone = ZoneInfo(settings.timezone)
     start, end = day_bounds(day, settings.timezone)
-    today = _counts(db, start, end)
-    before = _counts(db, *day_bounds(day - dt.timedelta(days=1), settings.timezone))
+    today = _counts(db, start, end, current_model)
+    before = _counts(db, *day_bounds(day - dt.timedelta(days=1), settings.timezone), current_model)
     officials = {}
     for official_id, name, role, body_name in db.execute(
         "SELECT id, name, role, body_name FROM officials WHERE status = 'active' ORDER BY name"
@@ -118,13 +131,13 @@ def build_digest(db: sqlite_utils.Database, settings: Settings, day: dt.date) ->
         officials[official_id] = entry
     models = set()
     rows = db.execute(
-        """
+        f"""
         SELECT m.id, m.official_id, m.platform, m.url, m.author_handle, m.created_at, m.text,
                s.probabilities, s.labels, s.model || '@' || s.model_version
-        FROM mentions m JOIN scores s ON s.id = (SELECT max(id) FROM scores WHERE mention_id = m.id)
-        WHERE m.created_at >= ? AND m.created_at < ? AND s.flagged = 1
+        FROM mentions m JOIN scores s ON s.id = {counting_score_id()}
+        WHERE m.created_at >= :start AND m.created_at < :end AND s.flagged = 1
         """,
-        [start, end],
+        {"start": start, "end": end} | _model_parameters(current_model),
     ).fetchall()
     for mention_id, official_id, platform, url, author, created_at, text, probs, labels, model in rows:
         if official_id not in officials:
@@ -196,9 +209,11 @@ def _watchdog_warnings(db: sqlite_utils.Database, settings: Settings) -> list[st
     return digest_warnings(db, settings)
 
 
-def write_digest(db: sqlite_utils.Database, settings: Settings, day: dt.date) -> tuple[Path, Path, Digest]:
-    """Render a day's digest to HTML and plain text in the digest directory and record it."""
-    digest = build_digest(db, settings, day)
+def write_digest(
+    db: sqlite_utils.Database, settings: Settings, day: dt.date, current_model: tuple[str, str] | None = None
+) -> tuple[Path, Path, Digest]:
+    """Render a day's digest to HTML and plain text in the digest directory and record it (see build_digest)."""
+    digest = build_digest(db, settings, day, current_model)
     directory = Path(settings.digest.directory)
     directory.mkdir(parents=True, exist_ok=True)
     html_path = directory / f"digest-{day.isoformat()}.html"

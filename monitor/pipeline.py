@@ -6,7 +6,6 @@ cursor never runs ahead of the data: a crash anywhere loses nothing and duplicat
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
@@ -18,7 +17,7 @@ import sqlite_utils
 from scrapers.base import Batch, Source, SourceStopped
 
 from .classifier import Classifier, judge
-from .db import utcnow, write_transaction
+from .db import score_row, utcnow, write_transaction
 from .mentions import Mention, normalise_handle
 from .officials import consenting_accounts
 from .settings import Settings, SourceSettings
@@ -149,24 +148,13 @@ def store_batch(
         fresh.append((mention, official_id))
     # Score outside the transaction: it is the slow part and must not hold the write lock.
     verdicts = judge(classifier, [m.text for m, _ in fresh], settings.classifier.thresholds) if fresh else []
-    model_name, _, model_version = (verdicts[0].model.partition("@") if verdicts else ("", "", ""))
     now = utcnow()
     flagged: Counter = Counter()
     with write_transaction(db):
         for (mention, official_id), verdict in zip(fresh, verdicts):
             row = mention.as_row() | {"official_id": official_id, "collected_at": now, "source": source}
             mention_id = db["mentions"].insert(row).last_pk
-            db["scores"].insert(
-                {
-                    "mention_id": mention_id,
-                    "model": model_name,
-                    "model_version": model_version,
-                    "probabilities": json.dumps(verdict.scores, sort_keys=True),
-                    "labels": json.dumps(verdict.labels),
-                    "flagged": int(verdict.flagged),
-                    "scored_at": now,
-                }
-            )
+            db["scores"].insert(score_row(mention_id, classifier, verdict, now))
             flagged.update(verdict.labels)
         for item in batch.quarantined:
             db["quarantine"].insert(

@@ -103,7 +103,9 @@ class MonitorJobs:
         db = open_db(self.settings.db_path)
         try:
             today = dt.datetime.now(ZoneInfo(self.settings.timezone)).date()
-            _, text_path, digest = write_digest(db, self.settings, today - dt.timedelta(days=1))
+            _, text_path, digest = write_digest(
+                db, self.settings, today - dt.timedelta(days=1), (self.classifier.name, self.classifier.version)
+            )
             log.info("digest for %s written: %s (%d threat(s))", digest.day, text_path, digest.threats)
             self.warn_about_silent_sources(db)
             return text_path
