@@ -667,6 +667,35 @@ def read_reviews(db_path: Path | str) -> list[LabelledText]:
     return records
 
 
+def template_records(templates: Sequence) -> list[LabelledText]:
+    """Turn generated threat TemplateTexts into records: threat as generated; a threat is aggression, else unknown."""
+    # Hard negatives include insults without a threat, so a non-threat template says nothing about aggression.
+    return [
+        LabelledText(
+            t.text,
+            {"aggression": 1 if t.threat else None, "threat": int(t.threat)},
+            "threat-templates",
+            "nl",
+            group=f"template:{t.family}",
+        )
+        for t in templates
+    ]
+
+
+def read_threat_templates(path: Path | str) -> list[LabelledText]:
+    """Generate a split of monitor/threat_templates.py: 'eval' (the held-out threat suite) or 'train', 60 a family.
+
+    Seed 0 by default; 'eval:1' takes seed 1. The family is each record's group.
+    """
+    from .threat_templates import EVALUATION, TRAIN, generate_templates
+
+    split, _, seed = str(path).partition(":")
+    splits = {"eval": EVALUATION, "train": TRAIN}
+    if split not in splits or (seed and not seed.isdigit()):
+        raise DatasetError(f"threat-templates:{path}: expected 'eval' or 'train', optionally ':SEED' (e.g. eval:1)")
+    return template_records(generate_templates(int(seed or 0), 60, splits[split]))
+
+
 READERS: dict[str, Callable[[Path], list[LabelledText]]] = {
     "imsypp": read_imsypp,
     "dalc": read_dalc,
@@ -684,6 +713,7 @@ READERS: dict[str, Callable[[Path], list[LabelledText]]] = {
     "jsonl": read_jsonl,
     "suite": read_functional_suite,
     "reviews": read_reviews,
+    "threat-templates": read_threat_templates,
 }
 
 

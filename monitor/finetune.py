@@ -79,21 +79,6 @@ def masked_bce(logits, labels, mask, weights=None, pos_weight=None):
     return losses.sum() / mask.sum().clamp(min=1e-6)
 
 
-def template_records(templates: Sequence) -> list[LabelledText]:
-    """Turn generated threat TemplateTexts into records: threat as generated; a threat is aggression, else unknown."""
-    # Hard negatives include insults without a threat, so a non-threat template says nothing about aggression.
-    return [
-        LabelledText(
-            t.text,
-            {"aggression": 1 if t.threat else None, "threat": int(t.threat)},
-            "threat-templates",
-            "nl",
-            group=f"template:{t.family}",
-        )
-        for t in templates
-    ]
-
-
 def sample_for_category(
     records: Sequence[LabelledText], category: str, negatives: int, seed: int
 ) -> list[LabelledText]:
@@ -520,11 +505,45 @@ def export_onnx(model: FinetunedModel, path: Path | str, keep: Sequence[int] | N
     return path
 
 
-def quantise_int8(source: Path | str, target: Path | str) -> Path:
-    """Write SOURCE's ONNX model to TARGET with int8 dynamic quantisation of its MatMul and Gather weights."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def feed_forward_outputs(model) -> list[str]:
+    """Return the names of the MatMuls that project each layer's feed-forward activations back (BERT, RoBERTa)."""
+    return [node.name for node in model.graph.node
+            if node.op_type == "MatMul" and "/output/dense/" in node.name and "/attention/" not in node.name]
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
+
+def quantise_int8(source: Path | str, target: Path | str) -> Path:
+    """Write SOURCE's ONNX model to TARGET with int8 weights: dynamic quantisation, but weight-only where it hurts.
+
+    Dynamic quantisation also turns each MatMul's input into int8 with one scale per tensor. The inputs of the
+    feed-forward output projections (after GELU) have outliers, and rounding them moved the threat logits of the
+    fine-tuned model by 0.9 on average; so those MatMuls keep float inputs and get int8 weights per block of 32
+    (MatMulNBits), which brings the shift to 0.5 for 0.4 MB and about a fifth of the speed (models/weerbaar-e5-ft).
+    """
+    import logging
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    # The quantiser logs every node it visits at INFO.
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(source))
+    keep_float_inputs = set(feed_forward_outputs(model))
+    others = [node.name for node in model.graph.node if node.op_type == "MatMul" and node.name not in keep_float_inputs]
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=0, bits=8)
+    quantiser = MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True, accuracy_level=0,
+                                     nodes_to_exclude=others, algo_config=config)
+    quantiser.process()
+    with tempfile.TemporaryDirectory() as tmp:
+        weight_only = Path(tmp) / "weight-only.onnx"
+        quantiser.model.save_model_to_file(str(weight_only), False)
+        quantize_dynamic(str(weight_only), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gather"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return Path(target)
 
 
@@ -580,7 +599,8 @@ def write_onnx_artifact(
         "pad_id": pad_id,
         "temperatures": {c: model.temperatures.get(c, 1.0) for c in model.config.categories},
         "vocabulary_pieces": len(tokenizer_json["model"]["vocab"]),
-        "quantised": "int8 dynamic (MatMul, Gather)" if quantise else None,
+        "quantised": ("int8: dynamic for MatMul and Gather, weight-only (MatMulNBits, blocks of 32) for the "
+                      "feed-forward output projections") if quantise else None,
     }
     (out_dir / "model.json").write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return written

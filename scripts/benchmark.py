@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from monitor.classifier import load_classifier  # noqa: E402
 from monitor.db import open_db  # noqa: E402
+from monitor.mentions import MentionError  # noqa: E402
 from monitor.officials import import_officials  # noqa: E402
 from monitor.pipeline import run_once  # noqa: E402
-from monitor.mentions import MentionError  # noqa: E402
 from monitor.settings import SourceSettings, load_settings  # noqa: E402
 from scrapers.files import parse_generic  # noqa: E402
 

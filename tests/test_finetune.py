@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.datasets import LabelledText
+from monitor.datasets import LabelledText, template_records
 from monitor.evaluation import expected_calibration_error
 from monitor.finetune import (
     FinetuneConfig,
@@ -25,7 +25,6 @@ from monitor.finetune import (
     sample_for_category,
     save_checkpoint,
     sigmoid,
-    template_records,
 )
 from monitor.threat_templates import generate_templates
 

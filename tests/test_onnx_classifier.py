@@ -117,3 +117,14 @@ def test_scoring_path_imports_neither_torch_nor_transformers(int8_artifact):
         "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
+
+
+def test_int8_artifact_keeps_float_inputs_only_for_the_feed_forward_outputs(int8_artifact):
+    import onnx
+
+    graph = onnx.load(str(int8_artifact / "model.onnx")).graph
+    weight_only = [node.name for node in graph.node if node.op_type == "MatMulNBits"]
+    # One per layer of the tiny model (2): the projections after GELU, whose inputs have outliers.
+    assert len(weight_only) == 2 and all("/output/dense/" in name for name in weight_only)
+    assert any(node.op_type == "MatMulInteger" for node in graph.node)
+    assert not any(node.op_type == "MatMul" and "/dense/" in node.name for node in graph.node)

@@ -1,0 +1,89 @@
+"""The default classifier that ships in models/: what config/weerbaar.toml names, loaded and used as a user would.
+
+How well each model scores is its own test file's business (tests/test_classifier.py for the e5 head)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.classifier import load_classifier, model_label
+from monitor.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "config" / "weerbaar.toml"
+
+THREATS = [
+    "Ik weet waar je woont wethouder, ik kom je vannacht halen",
+    "Als dat azc er komt steek ik je huis in de fik",
+    "Ik maak je af vuile landverrader",
+]
+KIND = [
+    "Dank je wel voor je inzet voor het dorp, wethouder",
+    "De raadsvergadering begint vanavond om half acht",
+    "Fijn dat u langskwam op de braderie",
+]
+INSULTS = ["Wat ben jij een ongelofelijke klootzak", "Die burgemeester is een waardeloze leugenaar en een sukkel"]
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return load_settings(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def classifier(settings):
+    return load_classifier(settings)
+
+
+def card(settings) -> dict:
+    return json.loads((settings.resolve(settings.classifier.model_path) / "model.json").read_text(encoding="utf-8"))
+
+
+def test_the_default_model_is_committed_and_named_by_its_card(settings, classifier):
+    assert model_label(classifier) == f"{card(settings)['name']}@{card(settings)['version']}"
+    assert set(card(settings)["categories"]) >= {"aggression", "threat"}
+    assert set(settings.classifier.thresholds) >= {"aggression", "threat"}
+    assert (settings.resolve(settings.classifier.model_path) / "MODEL_CARD.md").is_file()
+
+
+def test_everything_committed_in_models_fits_25_mb():
+    total = sum(path.stat().st_size for path in (REPO / "models").rglob("*") if path.is_file())
+    assert total <= 25 * 1000 * 1000
+
+
+def test_scores_are_probabilities_in_input_order(classifier):
+    texts = THREATS + KIND + INSULTS
+    forward = classifier.score(texts)
+    backward = classifier.score(texts[::-1])[::-1]
+    assert len(forward) == len(texts)
+    for row, again in zip(forward, backward):
+        assert set(row) == set(classifier.categories)
+        assert all(0.0 <= value <= 1.0 for value in row.values())
+        # An int8 model scales activations per batch, so a text may move a little with its neighbours.
+        assert all(abs(row[c] - again[c]) < 0.05 for c in row)
+
+
+def test_weerbaar_score_uses_the_default_model(tmp_path, settings):
+    source = tmp_path / "posts.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": f"p{i}", "text": text}) + "\n" for i, text in enumerate(THREATS + KIND)),
+        encoding="utf-8",
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WEERBAAR_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor", "score", str(source), "-o", str(tmp_path / "scores.jsonl")],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["id"] for line in lines] == [f"p{i}" for i in range(len(THREATS + KIND))]
+    assert {line["model"] for line in lines} == {f"{card(settings)['name']}@{card(settings)['version']}"}
+    threat = [line["scores"]["threat"] for line in lines]
+    assert min(threat[: len(THREATS)]) > max(threat[len(THREATS):])
+    assert all("threat" in line["labels"] for line in lines[: len(THREATS)])
