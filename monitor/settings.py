@@ -48,11 +48,11 @@ class SourceSettings(BaseModel):
 class ClassifierSettings(BaseModel):
     """Which model scores mentions, and where a label starts."""
 
-    model: str = "e5-head"
-    model_path: Path = Path("models/weerbaar-e5-head")
+    model: str = "weerbaar-onnx"
+    model_path: Path = Path("models/weerbaar-e5-ft")
     batch_size: int = Field(default=32, ge=1)
     # A category's label is set when its probability is at or over its threshold.
-    thresholds: dict[str, float] = Field(default_factory=lambda: {"aggression": 0.5, "threat": 0.65})
+    thresholds: dict[str, float] = Field(default_factory=lambda: {"aggression": 0.45, "threat": 0.69})
     # Score bands shown in digests: a probability at or over a band's floor gets that band.
     bands: dict[str, float] = Field(default_factory=lambda: {"high": 0.85, "medium": 0.65, "low": 0.0})
 

@@ -1,4 +1,4 @@
-"""The default e5-head classifier: the committed artifact, its loader, and the training helpers behind it."""
+"""The e5-head classifier (the first default): the committed artifact, its loader, and the training helpers behind it."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ KIND = [
 
 @pytest.fixture(scope="module")
 def classifier() -> E5HeadClassifier:
-    return load_e5_head(ClassifierSettings(model_path=MODEL_DIR), Settings())
+    return load_e5_head(ClassifierSettings(model="e5-head", model_path=MODEL_DIR), Settings())
 
 
 def mean_probability(classifier: E5HeadClassifier, texts: list[str], category: str) -> float:
@@ -97,7 +97,7 @@ def test_empty_input_gives_empty_output(classifier):
 
 def test_committed_artifact_names_its_version():
     card = json.loads((MODEL_DIR / "model.json").read_text(encoding="utf-8"))
-    classifier = load_classifier(Settings(classifier=ClassifierSettings(model_path=MODEL_DIR)))
+    classifier = load_classifier(Settings(classifier=ClassifierSettings(model="e5-head", model_path=MODEL_DIR)))
     assert model_label(classifier) == f"weerbaar-e5-head@{card['version']}"
     assert classifier.categories == tuple(card["categories"]) == CATEGORIES
 

@@ -22,6 +22,7 @@ from monitor.evaluation import (
     stratified_k_fold,
     threshold_at_false_alarm_rate,
 )
+from monitor.settings import ClassifierSettings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "datasets"
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "evaluate_classifier.py"
@@ -200,7 +201,7 @@ def test_script_writes_a_report_with_the_configured_test_model(workdir, capsys):
     assert code == 0
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["model"] == "test-keywords@1"
-    assert report["thresholds"] == {"aggression": 0.5, "threat": 0.6}
+    assert report["thresholds"] == {"aggression": ClassifierSettings().thresholds["aggression"], "threat": 0.6}
     assert set(report["datasets"]) == {f"jsonl:{FIXTURES / 'labels.jsonl'}", f"imsypp:{FIXTURES / 'imsypp.csv'}"}
     assert report["suite"]["cases"] == 3
     printed = capsys.readouterr().out
