@@ -87,3 +87,16 @@ def test_weerbaar_score_uses_the_default_model(tmp_path, settings):
     threat = [line["scores"]["threat"] for line in lines]
     assert min(threat[: len(THREATS)]) > max(threat[len(THREATS):])
     assert all("threat" in line["labels"] for line in lines[: len(THREATS)])
+
+
+def test_scoring_with_the_default_imports_neither_torch_nor_transformers():
+    code = (
+        "import sys\n"
+        "from monitor.classifier import load_classifier\n"
+        "from monitor.settings import load_settings\n"
+        "load_classifier(load_settings('config/weerbaar.toml')).score(['Ik weet waar je woont'])\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
