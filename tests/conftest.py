@@ -10,28 +10,11 @@ import pytest
 from monitor.classifier import register_classifier
 from monitor.db import open_db
 from monitor.settings import load_settings
+from tests.fakes.classifiers import KeywordClassifier
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_OFFICIALS = REPO / "config" / "samples" / "officials.csv"
 SAMPLE_MENTIONS = REPO / "config" / "samples" / "mentions.jsonl"
-
-
-class KeywordClassifier:
-    """A transparent test backend: flags texts by keyword so tests can predict every label."""
-
-    name = "test-keywords"
-    version = "1"
-    categories = ("aggression", "threat")
-
-    def score(self, texts):
-        """Return fixed probabilities from keywords."""
-        out = []
-        for text in texts:
-            lower = text.lower()
-            threat = 0.95 if ("weten waar je woont" in lower or "maak je af" in lower) else 0.02
-            aggression = max(threat, 0.9 if any(w in lower for w in ("idioot", "kut", "clown")) else 0.05)
-            out.append({"aggression": aggression, "threat": threat})
-        return out
 
 
 register_classifier("test-keywords", lambda classifier_settings, settings: KeywordClassifier())
