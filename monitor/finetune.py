@@ -110,8 +110,9 @@ class MultiLabelEncoder:
                 self.dropout = torch.nn.Dropout(dropout)
                 self.head = torch.nn.Linear(encoder.config.hidden_size, n_categories)
 
-            def pool(self, input_ids, attention_mask):
-                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            def pool(self, input_ids, attention_mask, inputs_embeds=None):
+                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                      inputs_embeds=inputs_embeds).last_hidden_state
                 weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
@@ -486,6 +487,7 @@ def export_onnx(model: FinetunedModel, path: Path | str, keep: Sequence[int] | N
     import torch
 
     module = copy.deepcopy(model.module).eval()
+    attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.long)
     if external_embeddings:
         class FromEmbeddings(torch.nn.Module):
             def __init__(self, inner) -> None:
@@ -493,46 +495,31 @@ def export_onnx(model: FinetunedModel, path: Path | str, keep: Sequence[int] | N
                 self.inner = inner
 
             def forward(self, inputs_embeds, attention_mask):
-                hidden = self.inner.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
-                weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                return self.inner.head((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))
+                return self.inner.head(self.inner.pool(None, attention_mask, inputs_embeds))
 
-        wrapper = FromEmbeddings(module).eval()
-        hidden_size = module.encoder.config.hidden_size
-        embeds = torch.zeros((2, 5, hidden_size), dtype=torch.float32).normal_(generator=torch.Generator().manual_seed(0))
-        attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.long)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with torch.inference_mode():
-            torch.onnx.export(
-                wrapper,
-                (embeds, attention),
-                str(path),
-                input_names=["inputs_embeds", "attention_mask"],
-                output_names=["logits"],
-                dynamic_axes={"inputs_embeds": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                              "logits": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-        return path
-    if keep is not None:
-        embeddings = module.encoder.embeddings.word_embeddings
-        rows = embeddings.weight.data[torch.as_tensor(list(keep))]
-        module.encoder.embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(rows, freeze=True)
-        module.encoder.config.vocab_size = len(keep)
-    ids = torch.tensor([[0, 5, 6, 7, 2], [0, 8, 2, 1, 1]], dtype=torch.long)
-    attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.long)
+        exported = FromEmbeddings(module).eval()
+        first_input = "inputs_embeds"
+        sample = torch.zeros((2, 5, module.encoder.config.hidden_size), dtype=torch.float32)
+        sample.normal_(generator=torch.Generator().manual_seed(0))
+    else:
+        if keep is not None:
+            embeddings = module.encoder.embeddings.word_embeddings
+            rows = embeddings.weight.data[torch.as_tensor(list(keep))]
+            module.encoder.embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(rows, freeze=True)
+            module.encoder.config.vocab_size = len(keep)
+        exported = module
+        first_input = "input_ids"
+        sample = torch.tensor([[0, 5, 6, 7, 2], [0, 8, 2, 1, 1]], dtype=torch.long)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         torch.onnx.export(
-            module,
-            (ids, attention),
+            exported,
+            (sample, attention),
             str(path),
-            input_names=["input_ids", "attention_mask"],
+            input_names=[first_input, "attention_mask"],
             output_names=["logits"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            dynamic_axes={first_input: {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                           "logits": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
