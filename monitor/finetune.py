@@ -46,6 +46,14 @@ class FinetuneConfig:
     head_init: str = "random"  # "logistic": start from a logistic regression on the frozen pooled embeddings (LP-FT)
     class_balance: bool = False  # weight positives by negatives/positives per category, as the frozen head does
     layer_lr_decay: float = 1.0  # layer k of N gets lr * decay ** (N - k); the embeddings get the lowest
+    # The linear probe reads at most this many rows (a seeded sample): it only starts the head, and a pass of the
+    # frozen encoder over every row would cost a fifth of a 2-epoch run on 20,000 examples.
+    probe_rows: int = 5000
+    # Distillation (used when finetune() gets teacher logits): the loss is (1 - w) * BCE(gold labels) +
+    # w * T^2 * BCE(sigmoid(student / T), sigmoid(teacher / T)), w = distil_weight and T = distil_temperature.
+    distil_weight: float = 0.0
+    distil_temperature: float = 1.0
+    teacher_layers: tuple[int, ...] | None = None  # a student: the teacher's layers it started from
 
 
 def encode_labels(
@@ -77,6 +85,57 @@ def masked_bce(logits, labels, mask, weights=None, pos_weight=None):
         losses = losses * weights.unsqueeze(-1)
         mask = mask * weights.unsqueeze(-1)
     return losses.sum() / mask.sum().clamp(min=1e-6)
+
+
+def distillation_loss(student_logits, teacher_logits, temperature: float, weights=None):
+    """Return the soft-label loss: BCE between sigmoid(student/T) and sigmoid(teacher/T), times T^2.
+
+    Every category counts on every row (the teacher has a score for each), each row scaled by WEIGHTS. T^2 keeps the
+    gradient size independent of T, as in Hinton et al.'s distillation.
+    """
+    import torch
+
+    targets = torch.sigmoid(teacher_logits / temperature)
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
+        student_logits / temperature, targets, reduction="none"
+    ).mean(dim=1)
+    if weights is not None:
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-6) * temperature**2
+    return losses.mean() * temperature**2
+
+
+def student_encoder(teacher: FinetunedModel, layers: Sequence[int]):
+    """Return a copy of TEACHER's encoder keeping only the transformer LAYERS (0-based, in order), for distillation.
+
+    Starting a student from every other layer of its fine-tuned teacher (as DistilBERT does) keeps the embeddings and
+    the task knowledge of the kept layers; the student then learns to close the gaps between them.
+    """
+    import copy
+
+    import torch
+
+    depth = len(teacher.module.encoder.encoder.layer)
+    if not layers or any(not 0 <= index < depth for index in layers) or list(layers) != sorted(set(layers)):
+        raise ValueError(f"student layers must be increasing indices in 0..{depth - 1}, not {list(layers)}")
+    encoder = copy.deepcopy(teacher.module.encoder)
+    encoder.encoder.layer = torch.nn.ModuleList([encoder.encoder.layer[index] for index in layers])
+    encoder.config.num_hidden_layers = len(layers)
+    return encoder
+
+
+def evenly_spaced_layers(depth: int, keep: int) -> list[int]:
+    """Return KEEP layer indices out of DEPTH, evenly spaced and always ending with the top layer (12, 6: 1,3,...,11)."""
+    if not 0 < keep <= depth:
+        raise ValueError(f"cannot keep {keep} of {depth} layers")
+    step = depth / keep
+    return sorted({depth - 1 - int(i * step) for i in range(keep)})
+
+
+def probe_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    """Return the row indices the linear probe reads: all N rows, or LIMIT of them sampled with SEED, in order."""
+    if limit <= 0 or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def sample_for_category(
@@ -131,6 +190,7 @@ class FinetunedModel:
     config: FinetuneConfig
     temperatures: dict[str, float] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: "probe" (the linear probe), "steps"
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Return the raw logits [texts, categories] in input order, batching texts of similar length."""
@@ -284,11 +344,16 @@ def finetune(
     base: tuple | None = None,
     log: Callable[[str], None] = lambda message: None,
     after_epoch: Callable[[int, FinetunedModel], None] | None = None,
+    teacher_logits: np.ndarray | None = None,
+    head_state: Mapping | None = None,
 ) -> FinetunedModel:
     """Fine-tune CONFIG.base_model (or BASE = (encoder, tokenizer)) on RECORDS; deterministic for CONFIG.seed.
 
     AFTER_EPOCH(epoch, model), if given, is called after each full epoch (epoch 0: before training) with the module
-    in eval mode, e.g. to score a validation fold.
+    in eval mode, e.g. to score a validation fold. TEACHER_LOGITS [records, categories], if given, add the
+    distillation loss (CONFIG.distil_weight, CONFIG.distil_temperature); records whose labels are all None then
+    learn from the teacher alone. HEAD_STATE, if given, is the starting classification layer (a student starts
+    from its teacher's) and replaces CONFIG.head_init.
     """
     import torch
 
@@ -307,10 +372,17 @@ def finetune(
     lengths = [len(tokenizer(config.prefix + t, truncation=True, max_length=config.max_length)["input_ids"])
                for t in texts]
 
-    if config.head_init == "logistic":
+    if teacher_logits is not None and len(teacher_logits) != len(records):
+        raise ValueError(f"{len(teacher_logits)} teacher logits for {len(records)} records")
+    timings = {"probe": 0.0}
+    if head_state is not None:
+        module.head.load_state_dict(head_state)
+    elif config.head_init == "logistic":
         started = time.monotonic()
-        pooled = pooled_embeddings(module, tokenizer, texts, config)
-        chosen = init_head_from_logistic(module, pooled, labels, mask, config.class_balance, config.seed)
+        rows = probe_rows(len(records), config.probe_rows, config.seed)
+        pooled = pooled_embeddings(module, tokenizer, [texts[i] for i in rows], config)
+        chosen = init_head_from_logistic(module, pooled, labels[rows], mask[rows], config.class_balance, config.seed)
+        timings["probe"] = round(time.monotonic() - started, 1)
         log(f"head initialised from logistic regressions on frozen embeddings, C {chosen} "
             f"({time.monotonic() - started:.0f} s)")
     elif config.head_init != "random":
@@ -330,7 +402,7 @@ def finetune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     history = []
     step, started, running = 0, time.monotonic(), []
-    model = FinetunedModel(module=module, tokenizer=tokenizer, config=config, history=history)
+    model = FinetunedModel(module=module, tokenizer=tokenizer, config=config, history=history, timings=timings)
     if after_epoch is not None:
         after_epoch(0, model)
     module.train()
@@ -338,18 +410,24 @@ def finetune(
         for batch in length_batches(lengths, config.batch_size, rng):
             if step >= total_steps:
                 break
+            step_started = time.monotonic()
             encoded = _tokenise(tokenizer, [texts[i] for i in batch], config)
             logits = module(encoded["input_ids"], encoded["attention_mask"])
             loss = masked_bce(
                 logits, torch.from_numpy(labels[batch]), torch.from_numpy(mask[batch]), torch.from_numpy(weights[batch]),
                 pos_weight,
             )
+            if teacher_logits is not None:
+                soft = distillation_loss(logits, torch.from_numpy(teacher_logits[batch]), config.distil_temperature,
+                                         torch.from_numpy(weights[batch]))
+                loss = (1.0 - config.distil_weight) * loss + config.distil_weight * soft
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], 1.0)
             optimiser.step()
             scheduler.step()
             optimiser.zero_grad()
             running.append(float(loss.detach()))
+            timings["steps"] = round(timings.get("steps", 0.0) + time.monotonic() - step_started, 2)
             step += 1
             if step == 1 or step % 25 == 0 or step == total_steps:
                 elapsed = time.monotonic() - started

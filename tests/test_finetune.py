@@ -12,7 +12,11 @@ from monitor.datasets import LabelledText, template_records
 from monitor.evaluation import expected_calibration_error
 from monitor.finetune import (
     FinetuneConfig,
+    FinetunedModel,
+    MultiLabelEncoder,
+    distillation_loss,
     encode_labels,
+    evenly_spaced_layers,
     finetune,
     fit_temperature,
     fit_temperatures,
@@ -20,11 +24,13 @@ from monitor.finetune import (
     load_checkpoint,
     masked_bce,
     pieces_used,
+    probe_rows,
     prune_tokenizer,
     pruned_vocabulary,
     sample_for_category,
     save_checkpoint,
     sigmoid,
+    student_encoder,
 )
 from monitor.threat_templates import generate_templates
 
@@ -192,3 +198,86 @@ def test_lp_ft_starts_from_the_linear_probe_and_scores_each_epoch(xlmr_tokenizer
     # Before any fine-tuning step, the probe alone already separates threat from praise on the training texts.
     threat, praise = seen[0][1][:, 0]
     assert threat > 0 > praise
+
+
+def tiny_encoder_layers(vocab_size: int, layers: int):
+    """Return a BERT with LAYERS layers and hidden size 16, random weights fixed by a seed."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(2)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128, pad_token_id=1)
+    return BertModel(config, add_pooling_layer=False)
+
+
+def test_evenly_spaced_layers_end_with_the_top_layer():
+    assert evenly_spaced_layers(12, 6) == [1, 3, 5, 7, 9, 11]
+    assert evenly_spaced_layers(12, 4) == [2, 5, 8, 11]
+    assert evenly_spaced_layers(3, 3) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        evenly_spaced_layers(6, 7)
+
+
+def test_distillation_loss_is_smallest_where_the_student_agrees_with_the_teacher():
+    teacher = torch.tensor([[2.0, -1.0, 0.5, -3.0], [-0.5, 1.5, 0.0, 2.5]])
+    losses = {shift: float(distillation_loss(teacher + shift, teacher, 2.0)) for shift in (-1.0, -0.1, 0.0, 0.1, 1.0)}
+    assert losses[0.0] < min(v for k, v in losses.items() if k != 0.0)
+    student = teacher.clone().requires_grad_(True)
+    distillation_loss(student, teacher, 2.0).backward()
+    assert float(student.grad.abs().max()) < 1e-6
+    # Rows weighted 0 do not count.
+    weighted = distillation_loss(teacher + torch.tensor([[0.0], [5.0]]), teacher, 1.0, torch.tensor([1.0, 0.0]))
+    assert float(weighted) == pytest.approx(float(distillation_loss(teacher[:1], teacher[:1], 1.0)))
+
+
+def test_a_student_keeps_copies_of_the_chosen_teacher_layers(xlmr_tokenizer):
+    config = FinetuneConfig(num_layers=None, epochs=1, batch_size=9, max_length=24, seed=3)
+    teacher = finetune(records(), config, base=(tiny_encoder_layers(len(xlmr_tokenizer), 4), xlmr_tokenizer))
+    student = student_encoder(teacher, [1, 3])
+    assert len(student.encoder.layer) == 2 and student.config.num_hidden_layers == 2
+    assert len(teacher.module.encoder.encoder.layer) == 4  # the teacher is untouched
+    for mine, theirs in zip(student.encoder.layer, [teacher.module.encoder.encoder.layer[i] for i in (1, 3)]):
+        for (name, a), (_, b) in zip(mine.named_parameters(), theirs.named_parameters()):
+            assert torch.equal(a, b), name
+    assert student.encoder.layer[0].attention.self.query.weight.data_ptr() != \
+        teacher.module.encoder.encoder.layer[1].attention.self.query.weight.data_ptr()
+    with pytest.raises(ValueError):
+        student_encoder(teacher, [3, 1])
+
+
+def test_distillation_moves_the_student_towards_the_teacher_on_unlabelled_texts(xlmr_tokenizer):
+    config = FinetuneConfig(num_layers=None, epochs=20, batch_size=9, learning_rate=5e-3, head_learning_rate=2e-2,
+                            max_length=24, seed=3)
+    teacher = finetune(records(), config, base=(tiny_encoder_layers(len(xlmr_tokenizer), 4), xlmr_tokenizer))
+    unlabelled = [LabelledText(r.text, {}, "transfer", "nl") for r in records()]
+    texts = [r.text for r in unlabelled]
+    soft = teacher.logits(texts)
+    student_config = FinetuneConfig(**(config.__dict__ | {"num_layers": 1, "teacher_layers": (3,), "epochs": 15,
+                                                          "distil_weight": 1.0, "distil_temperature": 1.0}))
+
+    def distil():
+        return finetune(unlabelled, student_config, base=(student_encoder(teacher, [3]), xlmr_tokenizer),
+                        teacher_logits=soft, head_state=teacher.module.head.state_dict())
+
+    before = FinetunedModel(MultiLabelEncoder.build(student_encoder(teacher, [3]), 4, 0.0), xlmr_tokenizer,
+                            student_config)
+    before.module.head.load_state_dict(teacher.module.head.state_dict())
+    gap_before = np.abs(before.logits(texts) - soft).mean()
+    student = distil()
+    gap_after = np.abs(student.logits(texts) - soft).mean()
+    assert gap_after < gap_before * 0.7
+    np.testing.assert_array_equal(student.logits(texts), distil().logits(texts))  # deterministic
+    with pytest.raises(ValueError):
+        finetune(unlabelled, student_config, base=(student_encoder(teacher, [3]), xlmr_tokenizer),
+                 teacher_logits=soft[:3])
+
+
+def test_the_linear_probe_reads_a_seeded_sample_of_large_training_sets(xlmr_tokenizer):
+    assert probe_rows(5, 8, 0).tolist() == [0, 1, 2, 3, 4]
+    sample = probe_rows(100, 10, 3)
+    assert len(set(sample.tolist())) == 10 and sample.tolist() == sorted(sample.tolist()) and sample.max() < 100
+    assert sample.tolist() == probe_rows(100, 10, 3).tolist() != probe_rows(100, 10, 4).tolist()
+    config = FinetuneConfig(num_layers=None, epochs=1, batch_size=9, learning_rate=1e-3, head_learning_rate=1e-3,
+                            max_length=24, seed=3, head_init="logistic", probe_rows=12)
+    model = finetune(records(), config, base=(tiny_encoder(len(xlmr_tokenizer)), xlmr_tokenizer))
+    assert model.timings["probe"] >= 0 and model.timings["steps"] > 0

