@@ -288,10 +288,7 @@ def score(obj: Context, input_file: str, output: str) -> None:
         _fail(exc.errors)
     classifier = load_classifier(obj.settings)
     with tqdm(total=total, unit="text", disable=not sys.stderr.isatty()) as bar:
-        count = score_file(
-            classifier, input_file, output, obj.settings.classifier.thresholds,
-            batch_size=obj.settings.classifier.batch_size, progress=bar.update,
-        )
+        count = score_file(classifier, input_file, output, obj.settings.classifier.thresholds, progress=bar.update)
     click.echo(f"Scored {count} text(s) into {output}.", err=True)
 
 

@@ -52,6 +52,17 @@ def test_the_default_model_is_committed_and_named_by_its_card(settings, classifi
     assert (settings.resolve(settings.classifier.model_path) / "MODEL_CARD.md").is_file()
 
 
+def test_the_configured_thresholds_are_the_models_own(settings):
+    # config/weerbaar.toml and the settings defaults carry the thresholds the export chose on held-out rows, to 2 places.
+    from monitor.settings import ClassifierSettings
+
+    chosen = card(settings)["thresholds"]
+    for thresholds in (settings.classifier.thresholds, ClassifierSettings().thresholds):
+        for category, value in thresholds.items():
+            assert abs(value - chosen[category]) <= 0.005, category
+    assert ClassifierSettings().model_path == Path(settings.classifier.model_path)
+
+
 def test_everything_committed_in_models_fits_25_mb():
     total = sum(path.stat().st_size for path in (REPO / "models").rglob("*") if path.is_file())
     assert total <= 25 * 1000 * 1000

@@ -35,3 +35,27 @@ def test_bad_input_names_line_and_field_and_writes_nothing(workdir):
     assert "in.jsonl:3: field 'text'" in result.output
     assert "in.jsonl:4: not valid JSON" in result.output
     assert not (workdir / "out.jsonl").exists()
+
+
+def test_score_file_hands_the_classifier_chunks_in_order(workdir):
+    from monitor.scoring import score_file
+    from tests.fakes.classifiers import KeywordClassifier
+
+    class Recording(KeywordClassifier):
+        calls: list[list[str]] = []
+
+        def score(self, texts):
+            self.calls.append(list(texts))
+            return super().score(texts)
+
+    texts = ["ik maak je af", "fijne dag", "sukkel", "we weten waar je woont", "tot morgen"]
+    (workdir / "in.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)),
+                                      encoding="utf-8")
+    seen = []
+    count = score_file(Recording(), workdir / "in.jsonl", workdir / "out.jsonl", {"threat": 0.5}, chunk_size=2,
+                       progress=seen.append)
+    assert count == 5 and seen == [2, 2, 1]
+    assert Recording.calls == [texts[:2], texts[2:4], texts[4:]]
+    lines = [json.loads(line) for line in (workdir / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["id"] for line in lines] == list(range(5))
+    assert [line["flagged"] for line in lines] == [True, False, False, True, False]
