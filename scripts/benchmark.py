@@ -73,8 +73,9 @@ def time_scoring(score, texts: list[str], batch: int, one_call: bool = False) ->
     return len(texts) / (time.perf_counter() - start)
 
 
-def bert_base_reference(texts: list[str], batch: int, one_call: bool = False) -> float | None:
-    """Return texts per second of a BERT-base-size encoder on TEXTS, or None without torch and transformers.
+def bert_base_reference(texts: list[str], batch: int) -> tuple[float, float] | None:
+    """Return texts per second of a BERT-base-size encoder on TEXTS, in calls of BATCH and in one call; None without
+    torch and transformers.
 
     Like the default classifier, it sorts the texts of one call by length and runs them in batches of BATCH.
     """
@@ -97,7 +98,7 @@ def bert_base_reference(texts: list[str], batch: int, one_call: bool = False) ->
                 mask[row, :length] = 1
             with torch.inference_mode():
                 model(input_ids=ids, attention_mask=mask)
-    return time_scoring(score, texts, batch, one_call)
+    return time_scoring(score, texts, batch), time_scoring(score, texts, batch, one_call=True)
 
 
 class FreeClassifier:
@@ -189,11 +190,11 @@ def main() -> None:
     print(f"scoring, default model:         {rate:8.1f} texts/s in calls of {args.batch}, {sorted_rate:8.1f} in one "
           f"call sorted by length ({len(texts)} texts; peak RSS {peak:.0f} MiB)")
     if not args.skip_reference:
-        reference = bert_base_reference(texts, args.batch)
-        if reference is None:
+        rates = bert_base_reference(texts, args.batch)
+        if rates is None:
             print("scoring, BERT-base reference:  skipped (install torch and transformers)")
         else:
-            sorted_reference = bert_base_reference(texts, args.batch, one_call=True)
+            reference, sorted_reference = rates
             print(f"scoring, BERT-base reference:   {reference:8.1f} texts/s in calls of {args.batch}, "
                   f"{sorted_reference:8.1f} in one call sorted by length")
             print(f"scoring, default / reference:   {rate / reference:8.1f}x in calls of {args.batch}, "

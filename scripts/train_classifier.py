@@ -37,6 +37,7 @@ keep them out of this repository.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -271,8 +272,7 @@ def transfer_data(arguments) -> list[LabelledText]:
         rows = [r.text for r in read_dataset(spec)]
         texts += random.Random(arguments.seed).sample(rows, min(arguments.transfer_rows, len(rows)))
     if arguments.transfer_templates and not arguments.no_threat_data:
-        fresh = generate_templates(arguments.seed + 1000, arguments.transfer_templates, TRAIN)
-        texts += [r.text for r in template_records(fresh)]
+        texts += [t.text for t in generate_templates(arguments.seed + 1000, arguments.transfer_templates, TRAIN)]
     unknown = dict.fromkeys(CATEGORIES)
     return [LabelledText(text, dict(unknown), "transfer", "", None) for text in dict.fromkeys(texts)]
 
@@ -285,11 +285,15 @@ def check_teacher(path: Path, arguments) -> None:
     used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
     for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
                 "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only", "limit"):
-        mine = getattr(arguments, key)
+        if key not in used:
+            continue
+        mine, theirs = getattr(arguments, key), used[key]
         mine = str(mine) if isinstance(mine, Path) else mine
-        if key in used and used[key] != mine and not (key in ("imsypp", "germeval_vio", "reviews") and mine
-                                                      and used[key] and Path(used[key]).name == Path(mine).name):
-            raise SystemExit(f"{run}: the teacher was trained with {key}={used[key]!r}, this run has {mine!r}")
+        # A data file may sit in another folder on this machine: the same file name counts as the same data.
+        same = (Path(mine).name == Path(theirs).name if isinstance(mine, Path | str) and mine and theirs
+                and key in ("imsypp", "germeval_vio", "reviews") else mine == theirs)
+        if not same:
+            raise SystemExit(f"{run}: the teacher was trained with {key}={theirs!r}, this run has {mine!r}")
 
 
 def train_model(train, config, arguments, log, after_epoch=None, teacher=None):
@@ -310,11 +314,11 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None):
     log(f"teacher labelled {len(records)} texts ({len(transfer)} transfer only) in {time.monotonic() - started:.0f} s")
     depth = len(teacher.module.encoder.encoder.layer)
     layers = evenly_spaced_layers(depth, arguments.distil_layers)
-    student_config = FinetuneConfig(**(teacher.config.__dict__ | {
-        "num_layers": len(layers), "teacher_layers": tuple(layers), "learning_rate": arguments.student_lr,
-        "head_learning_rate": arguments.student_lr, "epochs": arguments.student_epochs,
-        "distil_weight": arguments.distil_weight, "distil_temperature": arguments.distil_temperature,
-        "source_weights": teacher.config.source_weights | config.source_weights}))
+    student_config = dataclasses.replace(
+        teacher.config, num_layers=len(layers), teacher_layers=tuple(layers), learning_rate=arguments.student_lr,
+        head_learning_rate=arguments.student_lr, epochs=arguments.student_epochs,
+        distil_weight=arguments.distil_weight, distil_temperature=arguments.distil_temperature,
+        source_weights=teacher.config.source_weights | config.source_weights)
     log(f"student: layers {layers} of {depth}, {student_config.epochs} epochs at {student_config.learning_rate}")
     student = finetune(records, student_config, base=(student_encoder(teacher, layers), teacher.tokenizer), log=log,
                        after_epoch=after_epoch, teacher_logits=soft, head_state=teacher.module.head.state_dict())
@@ -441,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         record["timings"] = model.timings
         if not arguments.distil_layers:
             # The goal's yardstick: the linear probe costs once per example, the steps once per example and epoch.
-            probe, steps = model.timings["probe"], model.timings.get("steps", 0.0)
+            probe, steps = model.timings["probe"], model.timings["steps"]
             probed = min(len(train), config.probe_rows or len(train))
             minutes = (probe / probed * min(20000, config.probe_rows or 20000) + steps / len(train) * 20000) / 60
             record["estimated_minutes_for_20000_examples"] = round(minutes, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -252,8 +253,8 @@ def test_distillation_moves_the_student_towards_the_teacher_on_unlabelled_texts(
     unlabelled = [LabelledText(r.text, {}, "transfer", "nl") for r in records()]
     texts = [r.text for r in unlabelled]
     soft = teacher.logits(texts)
-    student_config = FinetuneConfig(**(config.__dict__ | {"num_layers": 1, "teacher_layers": (3,), "epochs": 15,
-                                                          "distil_weight": 1.0, "distil_temperature": 1.0}))
+    student_config = dataclasses.replace(config, num_layers=1, teacher_layers=(3,), epochs=15, distil_weight=1.0,
+                                         distil_temperature=1.0)
 
     def distil():
         return finetune(unlabelled, student_config, base=(student_encoder(teacher, [3]), xlmr_tokenizer),
