@@ -143,6 +143,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cv-split", choices=("round-robin", "head"), default="round-robin",
                         help="'head': the folds of monitor/training.py (sklearn StratifiedKFold on the IMSyPP type, "
                              "shuffled by --seed), so that figures compare with the frozen e5 head fold by fold")
+    parser.add_argument("--cv-calibrate", action="store_true",
+                        help="in --cv, run the final recipe in every fold: hold out --calibration-fraction of the "
+                             "fold's training rows, fit temperatures and thresholds there, and score the test fold at "
+                             "those thresholds too (the figure for a model trained and shipped this way)")
     parser.add_argument("--eval-each-epoch", action="store_true",
                         help="in --cv, also score the test fold after every epoch (and before training)")
     parser.add_argument("--limit", type=int, default=0, help="train on the first N shuffled rows only (timing)")
@@ -325,6 +329,49 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None):
     return student, teacher
 
 
+def calibration_split(imsypp: list[LabelledText], threat: list[LabelledText], extra: list[LabelledText],
+                      fraction: float, seed: int) -> tuple[list[LabelledText], list[LabelledText], list[LabelledText]]:
+    """Split into training rows and the rows that calibrate: a stratified share of IMSyPP and a share of the threat
+    data (--extra rows all train). Returns the training rows, the held-out IMSyPP rows and the held-out threat rows.
+    The same seed and rows give the same split (a teacher's run record relies on it)."""
+    rng = np.random.default_rng(seed)
+    strata = np.array(imsypp_strata(imsypp))
+    calibration = np.zeros(len(imsypp), dtype=bool)
+    for stratum in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == stratum))
+        calibration[rows[: round(len(rows) * fraction)]] = True
+    threat_order = rng.permutation(len(threat))
+    threat_calibration = set(threat_order[: int(len(threat) * fraction)].tolist())
+    train = ([r for r, c in zip(imsypp, calibration) if not c]
+             + [r for i, r in enumerate(threat) if i not in threat_calibration] + extra)
+    return (train, [r for r, c in zip(imsypp, calibration) if c],
+            [r for i, r in enumerate(threat) if i in threat_calibration])
+
+
+def calibrate(model, held_out: list[LabelledText], categories: tuple[str, ...],
+              false_alarm_rate: float) -> tuple[dict, np.ndarray, dict[str, float]]:
+    """Fit the model's temperatures and the thresholds on held-out rows, as the bundled model's were: threat at the
+    false-alarm budget on held-out non-threats, the others at their best macro-F1 on a 0.05 grid. Returns the report
+    before scaling, the calibrated probabilities and the thresholds."""
+    logits = model.logits([r.text for r in held_out])
+    labels, mask = encode_labels(held_out, categories)
+    raw = scores_report(held_out, sigmoid(logits), categories)
+    model.temperatures = fit_temperatures(logits, labels, mask, categories)
+    temperatures = np.array([model.temperatures[c] for c in categories], dtype=np.float32)
+    calibrated = sigmoid(logits / temperatures)
+    thresholds = {}
+    for column, category in enumerate(categories):
+        known = mask[:, column] > 0
+        if category == "threat":
+            thresholds[category] = round(threshold_at_false_alarm_rate(
+                labels[known, column].astype(np.int8), calibrated[known, column], false_alarm_rate), 4)
+        else:
+            grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+            thresholds[category] = float(max(grid, key=lambda t: category_report(
+                labels[known, column].tolist(), calibrated[known, column], t)["macro_f1"] or 0))
+    return raw, calibrated, thresholds
+
+
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
     """Give --extra rows the source 'extra' so that their loss weight applies, keeping their origin in language."""
     return [LabelledText(r.text, r.labels, "extra", r.language, r.group) for r in records]
@@ -369,7 +416,12 @@ def main(argv: list[str] | None = None) -> int:
             numbered = numbered[: arguments.cv_max_folds]
         fold_reports, pooled = [], np.full((len(imsypp), len(categories)), np.nan, dtype=np.float32)
         for index, (train_rows, test_rows) in numbered:
-            train = [imsypp[i] for i in train_rows] + threat + extra
+            if arguments.cv_calibrate:
+                train, held_imsypp, held_threat = calibration_split(
+                    [imsypp[i] for i in train_rows], threat, extra, arguments.calibration_fraction, arguments.seed)
+                held_out = held_imsypp + held_threat
+            else:
+                train = [imsypp[i] for i in train_rows] + threat + extra
             log(f"fold {index}: training on {len(train)} rows")
             fold_started = time.monotonic()
             test = [imsypp[i] for i in test_rows]
@@ -393,6 +445,16 @@ def main(argv: list[str] | None = None) -> int:
                                  "per_epoch": per_epoch,
                                  "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
                                                                       if k != "report"}})
+            if arguments.cv_calibrate:
+                _, _, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
+                calibrated = scores_report(test, model.probabilities([r.text for r in test]), categories, thresholds)
+                at_threshold = template_report(model, arguments.seed, 60, thresholds["threat"])
+                fold_reports[-1]["calibrated"] = {
+                    "temperatures": model.temperatures, "thresholds": thresholds, "imsypp": calibrated,
+                    "eval_templates": {k: v for k, v in at_threshold.items() if k in ("recall", "false_alarm_rate")}}
+                log(f"fold {index} calibrated on {len(held_out)} rows: thresholds {thresholds}; aggression macro-F1 "
+                    f"{calibrated['aggression']['macro_f1']:.4f}; templates recall {at_threshold['recall']:.3f} "
+                    f"false alarms {at_threshold['false_alarm_rate']:.3f}")
             if teacher is not None:
                 teacher_report = scores_report(test, sigmoid(teacher.logits([r.text for r in test])), categories)
                 teacher_templates = template_report(teacher, arguments.seed, 60, 0.5)
@@ -415,19 +477,15 @@ def main(argv: list[str] | None = None) -> int:
             "pooled": scores_report([imsypp[i] for i in np.flatnonzero(done)], pooled[done], categories),
         }
         log(f"aggression macro-F1 per fold {macro}, mean {np.mean(macro):.4f}")
+        if arguments.cv_calibrate:
+            macro = [f["calibrated"]["imsypp"]["aggression"]["macro_f1"] for f in fold_reports]
+            record["cv"] |= {"calibrated_aggression_macro_f1_per_fold": macro,
+                             "calibrated_aggression_macro_f1_mean": round(float(np.mean(macro)), 4)}
+            log(f"at the calibrated thresholds: aggression macro-F1 per fold {macro}, mean {np.mean(macro):.4f}")
     else:
-        rng = np.random.default_rng(arguments.seed)
-        strata = np.array(imsypp_strata(imsypp))
-        calibration = np.zeros(len(imsypp), dtype=bool)
-        for stratum in np.unique(strata):
-            rows = rng.permutation(np.flatnonzero(strata == stratum))
-            calibration[rows[: round(len(rows) * arguments.calibration_fraction)]] = True
-        threat_order = rng.permutation(len(threat))
-        threat_calibration = set(threat_order[: int(len(threat) * arguments.calibration_fraction)].tolist())
-        train = ([r for r, c in zip(imsypp, calibration) if not c]
-                 + [r for i, r in enumerate(threat) if i not in threat_calibration] + extra)
-        held_out = ([r for r, c in zip(imsypp, calibration) if c]
-                    + [r for i, r in enumerate(threat) if i in threat_calibration])
+        train, held_imsypp, held_threat = calibration_split(imsypp, threat, extra, arguments.calibration_fraction,
+                                                             arguments.seed)
+        held_out = held_imsypp + held_threat
         if arguments.limit:
             order = np.random.default_rng(arguments.seed).permutation(len(train))[: arguments.limit]
             train = [train[i] for i in order]
@@ -453,25 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"({probe / probed:.4f} s per probed example, {steps / len(train) / config.epochs:.4f} s per example "
                 f"and epoch): 20,000 examples x {config.epochs} epochs take about {minutes:.0f} minutes at "
                 f"{arguments.threads} threads")
-        logits = model.logits([r.text for r in held_out])
-        labels, mask = encode_labels(held_out, categories)
-        raw = scores_report(held_out, sigmoid(logits), categories)
-        model.temperatures = fit_temperatures(logits, labels, mask, categories)
-        temperatures = np.array([model.temperatures[c] for c in categories], dtype=np.float32)
-        calibrated = sigmoid(logits / temperatures)
-        held_imsypp = [r for r, c in zip(imsypp, calibration) if c]
+        raw, calibrated, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
         imsypp_probabilities = model.probabilities([r.text for r in held_imsypp])
-        thresholds = {}
-        for column, category in enumerate(categories):
-            known = mask[:, column] > 0
-            if category == "threat":
-                # A threat alarm is set at the false-alarm budget on held-out non-threats.
-                thresholds[category] = round(threshold_at_false_alarm_rate(
-                    labels[known, column].astype(np.int8), calibrated[known, column], arguments.false_alarm_rate), 4)
-            else:
-                grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
-                thresholds[category] = float(max(grid, key=lambda t: category_report(
-                    labels[known, column].tolist(), calibrated[known, column], t)["macro_f1"] or 0))
         record["temperatures"] = model.temperatures
         record["thresholds"] = thresholds
         record["held_out"] = {

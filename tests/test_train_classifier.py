@@ -76,3 +76,31 @@ def test_a_teacher_trained_on_another_split_is_refused(tiny_base, tmp_path):
                                                    "--teacher", str(tmp_path / "teacher")])
     with pytest.raises(SystemExit, match="--teacher needs --distil-layers"):
         script.main(common(tiny_base, tmp_path) + ["--teacher", str(tmp_path / "teacher")])
+
+
+def test_calibrated_cross_validation_fits_thresholds_on_each_folds_own_training_rows(tiny_base, tmp_path):
+    script = _script()
+    assert script.main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--cv-calibrate"]) == 0
+    record = json.loads(next((tmp_path / "runs").glob("*-cv.json")).read_text())
+    fold = record["cv"]["folds"][0]
+    calibrated = fold["calibrated"]
+    assert set(calibrated["thresholds"]) == {"aggression", "threat", "insult", "identity_attack"}
+    assert calibrated["imsypp"]["aggression"]["threshold"] == calibrated["thresholds"]["aggression"]
+    assert record["cv"]["calibrated_aggression_macro_f1_per_fold"] == [
+        calibrated["imsypp"]["aggression"]["macro_f1"]]
+    # The fold trains on 70% of its training half; the other 30% calibrated it and never trained it.
+    imsypp = script.read_imsypp(FIXTURES / "imsypp.csv")
+    assert fold["train_rows"] < len(imsypp) // 2
+
+
+def test_the_calibration_split_is_stratified_disjoint_and_repeatable():
+    script = _script()
+    imsypp = script.read_imsypp(FIXTURES / "imsypp.csv")
+    threat = [script.LabelledText(f"dreiging {i}", {"threat": i % 2}, "template", "nl") for i in range(10)]
+    train, held_imsypp, held_threat = script.calibration_split(imsypp, threat, [], 0.3, 0)
+    assert {r.text for r in train}.isdisjoint(r.text for r in held_imsypp + held_threat)
+    assert len(train) + len(held_imsypp) + len(held_threat) == len(imsypp) + len(threat)
+    assert len(held_threat) == 3 and 0 < len(held_imsypp) < len(imsypp) / 2
+    again = script.calibration_split(imsypp, threat, [], 0.3, 0)
+    assert [r.text for r in again[1]] == [r.text for r in held_imsypp]
+    assert [r.text for r in script.calibration_split(imsypp, threat, [], 0.3, 1)[1]] != [r.text for r in held_imsypp]
