@@ -19,6 +19,7 @@ threat = 1 or insult = 1 implies aggression = 1, and aggression = 0 implies thre
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import json
 import re
@@ -717,14 +718,36 @@ READERS: dict[str, Callable[[Path], list[LabelledText]]] = {
 }
 
 
+PART_SUFFIX = re.compile(r"#part=(\d+)/(\d+)$")
+
+
 def read_dataset(spec: str) -> list[LabelledText]:
-    """Read a dataset given as FORMAT:PATH, e.g. 'imsypp:/data/imsypp-nl/train.csv' or 'reviews:var/weerbaar.db'."""
+    """Read a dataset given as FORMAT:PATH, e.g. 'imsypp:/data/imsypp-nl/train.csv' or 'reviews:var/weerbaar.db'.
+
+    A suffix '#part=K/N' keeps part K of N (see dataset_part), so that one file can train on one part and be
+    evaluated on another: 'rtp-lx:RTP_LX_NL.json#part=1/2' and 'rtp-lx:RTP_LX_NL.json#part=2/2'."""
     name, separator, path = spec.partition(":")
     if not separator or not path:
         raise DatasetError(f"{spec!r}: expected FORMAT:PATH; formats: {', '.join(READERS)}")
     if name not in READERS:
         raise DatasetError(f"{spec!r}: unknown format {name!r}; formats: {', '.join(READERS)}")
-    return READERS[name](Path(path))
+    part = PART_SUFFIX.search(path)
+    if part is None:
+        return READERS[name](Path(path))
+    index, count = int(part[1]), int(part[2])
+    if count < 2 or not 1 <= index <= count:
+        raise DatasetError(f"{spec!r}: '#part=K/N' needs N of at least 2 and K from 1 to N")
+    return dataset_part(READERS[name](Path(path[: part.start()])), index, count)
+
+
+def dataset_part(records: Sequence[LabelledText], index: int, count: int) -> list[LabelledText]:
+    """Return part INDEX (1-based) of COUNT: the rows whose group (else text) hashes to it. The parts are disjoint,
+    cover every row, keep a group's rows together and do not change when rows are added or reordered."""
+    def part_of(record: LabelledText) -> int:
+        key = (record.group or record.text).encode("utf-8")
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % count
+
+    return [r for r in records if part_of(r) == index - 1]
 
 
 def label_balance(records: Sequence[LabelledText]) -> dict[str, dict[str, int]]:

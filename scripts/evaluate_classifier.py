@@ -39,7 +39,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="FORMAT:PATH",
-        help=f"a labelled dataset (repeatable); formats: {', '.join(READERS)}",
+        help=f"a labelled dataset (repeatable; PATH#part=K/N: part K of N); formats: {', '.join(READERS)}",
     )
     parser.add_argument("--suite", type=Path, help='functional suite JSONL: {"functionality", "text", "labels"}')
     parser.add_argument("--config", type=Path, help="settings TOML (default: $WEERBAAR_CONFIG or config/weerbaar.toml)")

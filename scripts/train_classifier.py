@@ -87,7 +87,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--templates-per-family", type=int, default=60,
                         help="training template texts per family (default 60)")
     parser.add_argument("--extra", action="append", default=[], metavar="FORMAT:PATH",
-                        help=f"another labelled dataset (repeatable); formats: {', '.join(READERS)}")
+                        help=f"another labelled dataset (repeatable; PATH#part=K/N: part K of N); formats: {', '.join(READERS)}")
     parser.add_argument("--extra-rows", type=int, default=1000, help="rows sampled from each --extra set (default 1000)")
     parser.add_argument("--extra-weight", type=float, default=0.3, help="loss weight of --extra rows (default 0.3)")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")

@@ -14,6 +14,7 @@ from monitor.datasets import (
     LABEL_MAP,
     DatasetError,
     LabelledText,
+    dataset_part,
     label_balance,
     read_dalc,
     read_dataset,
@@ -387,3 +388,22 @@ def test_threat_templates_reader_gives_the_held_out_suite_only():
 def test_threat_templates_reader_refuses_unknown_splits(spec):
     with pytest.raises(DatasetError, match="expected 'eval' or 'train'"):
         read_dataset(spec)
+
+
+def test_a_part_of_a_dataset_is_disjoint_covering_stable_and_keeps_groups_together():
+    whole = read_dataset("threat-templates:eval")
+    parts = [read_dataset(f"threat-templates:eval#part={k}/3") for k in (1, 2, 3)]
+    assert all(parts) and sum(len(p) for p in parts) == len(whole)
+    groups = [{r.group for r in part} for part in parts]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])  # a family stays whole
+    assert set().union(*groups) == {r.group for r in whole}
+    assert dataset_part(list(reversed(whole)), 1, 3) == list(reversed(parts[0]))  # order does not move a row
+    imsypp = read_dataset(f"imsypp:{FIXTURES / 'imsypp.csv'}")
+    halves = [read_dataset(f"imsypp:{FIXTURES / 'imsypp.csv'}#part={k}/2") for k in (1, 2)]
+    assert sorted(r.text for r in halves[0] + halves[1]) == sorted(r.text for r in imsypp)
+
+
+@pytest.mark.parametrize("part", ["0/2", "3/2", "1/1"])
+def test_a_part_out_of_range_is_refused(part):
+    with pytest.raises(DatasetError, match="#part=K/N"):
+        read_dataset(f"imsypp:{FIXTURES / 'imsypp.csv'}#part={part}")
