@@ -198,8 +198,12 @@ class FinetunedModel:
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Return calibrated probabilities [texts, categories]."""
+        return self.scaled(self.logits(texts))
+
+    def scaled(self, logits: np.ndarray) -> np.ndarray:
+        """Return the calibrated probabilities of LOGITS [texts, categories]: each divided by its temperature."""
         temperatures = np.array([self.temperatures.get(c, 1.0) for c in self.config.categories], dtype=np.float32)
-        return sigmoid(self.logits(texts) / temperatures)
+        return sigmoid(logits / temperatures)
 
 
 def sigmoid(values: np.ndarray) -> np.ndarray:

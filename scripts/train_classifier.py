@@ -87,7 +87,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--templates-per-family", type=int, default=60,
                         help="training template texts per family (default 60)")
     parser.add_argument("--extra", action="append", default=[], metavar="FORMAT:PATH",
-                        help=f"another labelled dataset (repeatable; PATH#part=K/N: part K of N); formats: {', '.join(READERS)}")
+                        help="another labelled dataset (repeatable; PATH#part=K/N: part K of N); formats: "
+                             + ", ".join(READERS))
     parser.add_argument("--extra-rows", type=int, default=1000, help="rows sampled from each --extra set (default 1000)")
     parser.add_argument("--extra-weight", type=float, default=0.3, help="loss weight of --extra rows (default 0.3)")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
@@ -208,11 +209,9 @@ def scores_report(records, probabilities, categories, thresholds=None) -> dict:
     return out
 
 
-def template_report(model, seed: int, per_family: int, threshold: float) -> dict:
-    """Return threat recall, false alarms and pass rate per family on the evaluation template families."""
-    records = template_records(generate_templates(seed, per_family, EVALUATION))
-    column = model.config.categories.index("threat")
-    probabilities = model.probabilities([r.text for r in records])[:, column]
+def template_report(records: list[LabelledText], probabilities: np.ndarray, threshold: float) -> dict:
+    """Return threat recall, false alarms and pass rate per family on the evaluation template families RECORDS, given
+    their threat PROBABILITIES."""
     labels = np.array([r.labels["threat"] for r in records])
     flagged = probabilities >= threshold
     cases = [(r.group, r.text, {"threat": r.labels["threat"]}) for r in records]
@@ -357,8 +356,7 @@ def calibrate(model, held_out: list[LabelledText], categories: tuple[str, ...],
     labels, mask = encode_labels(held_out, categories)
     raw = scores_report(held_out, sigmoid(logits), categories)
     model.temperatures = fit_temperatures(logits, labels, mask, categories)
-    temperatures = np.array([model.temperatures[c] for c in categories], dtype=np.float32)
-    calibrated = sigmoid(logits / temperatures)
+    calibrated = model.scaled(logits)
     thresholds = {}
     for column, category in enumerate(categories):
         known = mask[:, column] > 0
@@ -404,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.teacher and (arguments.cv or not arguments.distil_layers):
         raise SystemExit("--teacher needs --distil-layers and the final mode (cross-validation trains a teacher per fold)")
     categories = config.categories
+    threat_column = categories.index("threat")
+    suite = template_records(generate_templates(arguments.seed, 60, EVALUATION))
+    suite_texts = [r.text for r in suite]
     if arguments.cv:
         if arguments.cv_split == "head":
             folds = head_folds(arguments.imsypp, imsypp, arguments.cv, arguments.seed)
@@ -437,18 +438,20 @@ def main(argv: list[str] | None = None) -> int:
             model, teacher = train_model(train, config, arguments, log,
                                          after_epoch=score_epoch if arguments.eval_each_epoch else None)
             train_seconds = time.monotonic() - fold_started
-            probabilities = sigmoid(model.logits([r.text for r in test]))
+            test_logits, suite_logits = model.logits([r.text for r in test]), model.logits(suite_texts)
+            probabilities = sigmoid(test_logits)
             pooled[test_rows] = probabilities
             report = scores_report(test, probabilities, categories)
-            templates = template_report(model, arguments.seed, 60, 0.5)
+            templates = template_report(suite, sigmoid(suite_logits[:, threat_column]), 0.5)
             fold_reports.append({"fold": index, "train_rows": len(train), "train_seconds": round(train_seconds),
                                  "per_epoch": per_epoch,
                                  "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
                                                                       if k != "report"}})
             if arguments.cv_calibrate:
                 _, _, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
-                calibrated = scores_report(test, model.probabilities([r.text for r in test]), categories, thresholds)
-                at_threshold = template_report(model, arguments.seed, 60, thresholds["threat"])
+                calibrated = scores_report(test, model.scaled(test_logits), categories, thresholds)
+                at_threshold = template_report(suite, model.scaled(suite_logits)[:, threat_column],
+                                               thresholds["threat"])
                 fold_reports[-1]["calibrated"] = {
                     "temperatures": model.temperatures, "thresholds": thresholds, "imsypp": calibrated,
                     "eval_templates": {k: v for k, v in at_threshold.items() if k in ("recall", "false_alarm_rate")}}
@@ -457,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"false alarms {at_threshold['false_alarm_rate']:.3f}")
             if teacher is not None:
                 teacher_report = scores_report(test, sigmoid(teacher.logits([r.text for r in test])), categories)
-                teacher_templates = template_report(teacher, arguments.seed, 60, 0.5)
+                teacher_templates = template_report(
+                    suite, sigmoid(teacher.logits(suite_texts)[:, threat_column]), 0.5)
                 fold_reports[-1]["teacher"] = {"imsypp": teacher_report, "recall_at_5pct_false_alarms":
                                                teacher_templates["recall_at_5pct_false_alarms"]}
                 log(f"fold {index} teacher: aggression macro-F1 {teacher_report['aggression']['macro_f1']:.4f} "
@@ -512,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"and epoch): 20,000 examples x {config.epochs} epochs take about {minutes:.0f} minutes at "
                 f"{arguments.threads} threads")
         raw, calibrated, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
-        imsypp_probabilities = model.probabilities([r.text for r in held_imsypp])
+        imsypp_probabilities = calibrated[: len(held_imsypp)]  # held_out starts with them
         record["temperatures"] = model.temperatures
         record["thresholds"] = thresholds
         record["held_out"] = {
@@ -521,8 +525,9 @@ def main(argv: list[str] | None = None) -> int:
             "calibrated": scores_report(held_out, calibrated, categories, thresholds),
             "imsypp_only": scores_report(held_imsypp, imsypp_probabilities, categories, thresholds),
         }
-        record["eval_templates"] = template_report(model, arguments.seed, 60, thresholds["threat"])
-        record["eval_templates_at_0.5"] = {k: v for k, v in template_report(model, arguments.seed, 60, 0.5).items()
+        suite_probabilities = model.probabilities(suite_texts)[:, threat_column]
+        record["eval_templates"] = template_report(suite, suite_probabilities, thresholds["threat"])
+        record["eval_templates_at_0.5"] = {k: v for k, v in template_report(suite, suite_probabilities, 0.5).items()
                                            if k in ("recall", "false_alarm_rate")}
         log(f"temperatures {model.temperatures}, thresholds {thresholds}; eval templates recall "
             f"{record['eval_templates']['recall']} false alarms {record['eval_templates']['false_alarm_rate']}")
