@@ -200,11 +200,11 @@ def extra_data(arguments) -> list[LabelledText]:
     import random
 
     records = []
-    only = getattr(arguments, "extra_only", None)
+    only = arguments.extra_only
     for spec in arguments.extra:
         rows = read_dataset(spec)
         if only:
-            rows = [LabelledText(r.text, {c: r.labels.get(c) if c == only else None for c in r.labels}, r.source,
+            rows = [LabelledText(r.text, {c: v if c == only else None for c, v in r.labels.items()}, r.source,
                                  r.language, r.group) for r in rows]
             records += sample_for_category(rows, only, arguments.extra_rows, arguments.seed)
             continue
@@ -303,7 +303,8 @@ def check_teacher(path: Path, arguments) -> None:
         raise SystemExit(f"{run}: missing; the teacher must be a checkpoint written by this script with --out")
     used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
     for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
-                "extra_only", "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only", "limit"):
+                "extra_only", "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only",
+                "limit"):
         if key not in used:
             continue
         mine, theirs = getattr(arguments, key), used[key]
@@ -354,17 +355,24 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     return student, teacher
 
 
+def stratified_share(strata: Sequence[str], fraction: float, rng: np.random.Generator, at_least: int = 0) -> np.ndarray:
+    """Return a mask over STRATA that picks, at random from RNG, a share FRACTION (rounded, at least AT_LEAST) of the
+    positions of every stratum."""
+    strata = np.asarray(strata)
+    chosen = np.zeros(len(strata), dtype=bool)
+    for stratum in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == stratum))
+        chosen[rows[: max(at_least, round(len(rows) * fraction))]] = True
+    return chosen
+
+
 def calibration_split(imsypp: list[LabelledText], threat: list[LabelledText], extra: list[LabelledText],
                       fraction: float, seed: int) -> tuple[list[LabelledText], list[LabelledText], list[LabelledText]]:
     """Split into training rows and the rows that calibrate: a stratified share of IMSyPP and a share of the threat
     data (--extra rows all train). Returns the training rows, the held-out IMSyPP rows and the held-out threat rows.
     The same seed and rows give the same split (a teacher's run record relies on it)."""
     rng = np.random.default_rng(seed)
-    strata = np.array(imsypp_strata(imsypp))
-    calibration = np.zeros(len(imsypp), dtype=bool)
-    for stratum in np.unique(strata):
-        rows = rng.permutation(np.flatnonzero(strata == stratum))
-        calibration[rows[: round(len(rows) * fraction)]] = True
+    calibration = stratified_share(imsypp_strata(imsypp), fraction, rng)
     threat_order = rng.permutation(len(threat))
     threat_calibration = set(threat_order[: int(len(threat) * fraction)].tolist())
     train = ([r for r, c in zip(imsypp, calibration) if not c]
@@ -402,12 +410,9 @@ def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, 
         raise SystemExit(f"--cv-train-fraction: expected a share in (0, 1], got {fraction}")
     if fraction == 1:
         return list(rows)
-    rng = np.random.default_rng(seed)
-    kept = []
-    for stratum in sorted({strata[i] for i in rows}):
-        members = [i for i in rows if strata[i] == stratum]
-        kept += [members[j] for j in rng.permutation(len(members))[: max(1, round(fraction * len(members)))]]
-    return sorted(kept)
+    rows = np.asarray(rows)
+    kept = stratified_share([strata[i] for i in rows], fraction, np.random.default_rng(seed), at_least=1)
+    return sorted(rows[kept].tolist())
 
 
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
@@ -448,10 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     suite = template_records(generate_templates(arguments.seed, 60, EVALUATION))
     suite_texts = [r.text for r in suite]
     if arguments.cv:
+        strata = imsypp_strata(imsypp)
         if arguments.cv_split == "head":
             folds = head_folds(arguments.imsypp, imsypp, arguments.cv, arguments.seed)
         else:
-            folds = stratified_k_fold(imsypp_strata(imsypp), arguments.cv, arguments.seed)
+            folds = stratified_k_fold(strata, arguments.cv, arguments.seed)
         numbered = list(enumerate(folds, start=1))
         if arguments.cv_folds:
             numbered = [(index, fold) for index, fold in numbered if index in arguments.cv_folds]
@@ -459,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             numbered = numbered[: arguments.cv_max_folds]
         fold_reports, pooled = [], np.full((len(imsypp), len(categories)), np.nan, dtype=np.float32)
         for index, (train_rows, test_rows) in numbered:
-            train_rows = training_share(train_rows, imsypp_strata(imsypp), arguments.cv_train_fraction, arguments.seed)
+            train_rows = training_share(train_rows, strata, arguments.cv_train_fraction, arguments.seed)
             if arguments.cv_calibrate:
                 train, held_imsypp, held_threat = calibration_split(
                     [imsypp[i] for i in train_rows], threat, extra, arguments.calibration_fraction, arguments.seed)
@@ -484,10 +490,10 @@ def main(argv: list[str] | None = None) -> int:
                 """Score each soup member and their logit ensemble, to compare with the averaged weights."""
                 test_logits = [m.logits([r.text for r in test]) for m in models]
                 suite_logits = [m.logits(suite_texts)[:, threat_column] for m in models]
-                for name, logits, suite_column in [*((f"member {k + 1}", t, u) for k, (t, u) in
-                                                     enumerate(zip(test_logits, suite_logits, strict=True))),
-                                                   ("ensemble", np.mean(test_logits, axis=0),
-                                                    np.mean(suite_logits, axis=0))]:
+                test_logits.append(np.mean(test_logits, axis=0))
+                suite_logits.append(np.mean(suite_logits, axis=0))
+                names = [f"member {k + 1}" for k in range(len(models))] + ["ensemble"]
+                for name, logits, suite_column in zip(names, test_logits, suite_logits, strict=True):
                     aggression = scores_report(test, sigmoid(logits), categories)["aggression"]
                     recall = template_report(suite, sigmoid(suite_column), 0.5)["recall_at_5pct_false_alarms"]
                     members.append({"name": name, "macro_f1": aggression["macro_f1"],
