@@ -277,3 +277,72 @@ def m004_source_backoff_and_usage(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (source, month)
         )"""
     )
+
+
+@migrations(transactional=False)
+def m005_mention_targets(db: sqlite_utils.Database) -> None:
+    """A mention is stored once and linked to every consenting official it addresses (mention_targets).
+
+    Until now each mention held one official_id and target_handle. Those move into mention_targets, and the
+    mentions table is rebuilt without them, so no column of a shared post names one official. Rebuilding a table that
+    others reference needs foreign keys off, which SQLite allows only outside a transaction: this migration runs its
+    own, and checks the keys before it commits.
+    """
+    if "official_id" not in db["mentions"].columns_dict:
+        return  # a run that committed and died before recording itself
+    db.execute("PRAGMA foreign_keys=OFF")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            """
+            CREATE TABLE mention_targets (
+                mention_id INTEGER NOT NULL REFERENCES mentions(id) ON DELETE CASCADE,
+                official_id INTEGER NOT NULL REFERENCES officials(id),
+                handle TEXT,
+                linked_at TEXT NOT NULL,
+                PRIMARY KEY (mention_id, official_id)
+            ) WITHOUT ROWID"""
+        )
+        db.execute(
+            "INSERT INTO mention_targets (mention_id, official_id, handle, linked_at) "
+            "SELECT id, official_id, target_handle, collected_at FROM mentions"
+        )
+        db.execute(
+            """
+            CREATE TABLE mentions_rebuilt (
+                id INTEGER PRIMARY KEY,
+                platform TEXT NOT NULL,
+                post_id TEXT NOT NULL,
+                text TEXT NOT NULL,
+                author_handle TEXT,
+                author_id TEXT,
+                url TEXT,
+                in_reply_to TEXT,
+                lang TEXT,
+                created_at TEXT NOT NULL,
+                collected_at TEXT NOT NULL,
+                source TEXT NOT NULL,
+                raw_sha256 TEXT NOT NULL,
+                UNIQUE (platform, post_id)
+            )"""
+        )
+        db.execute(
+            """INSERT INTO mentions_rebuilt (id, platform, post_id, text, author_handle, author_id, url, in_reply_to,
+                   lang, created_at, collected_at, source, raw_sha256)
+               SELECT id, platform, post_id, text, author_handle, author_id, url, in_reply_to, lang, created_at,
+                   collected_at, source, raw_sha256 FROM mentions"""
+        )
+        db.execute("DROP TABLE mentions")
+        db.execute("ALTER TABLE mentions_rebuilt RENAME TO mentions")
+        db.execute("CREATE INDEX mentions_created ON mentions (created_at)")
+        db.execute("CREATE INDEX mention_targets_official ON mention_targets (official_id, mention_id)")
+        problems = db.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise RuntimeError(f"m005_mention_targets: foreign key check failed: {problems[:5]}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute("PRAGMA foreign_keys=ON")

@@ -99,10 +99,11 @@ def _counts(
 ) -> dict[int, tuple[int, int]]:
     rows = db.execute(
         f"""
-        SELECT m.official_id, count(*), coalesce(sum(s.flagged), 0)
-        FROM mentions m LEFT JOIN scores s ON s.id = {counting_score_id()}
+        SELECT t.official_id, count(*), coalesce(sum(s.flagged), 0)
+        FROM mentions m JOIN mention_targets t ON t.mention_id = m.id
+        LEFT JOIN scores s ON s.id = {counting_score_id()}
         WHERE m.created_at >= :start AND m.created_at < :end
-        GROUP BY m.official_id
+        GROUP BY t.official_id
         """,
         {"start": start, "end": end} | _model_parameters(current_model),
     ).fetchall()
@@ -132,9 +133,10 @@ def build_digest(
     models = set()
     rows = db.execute(
         f"""
-        SELECT m.id, m.official_id, m.platform, m.url, m.author_handle, m.created_at, m.text,
+        SELECT m.id, t.official_id, m.platform, m.url, m.author_handle, m.created_at, m.text,
                s.probabilities, s.labels, s.model || '@' || s.model_version
-        FROM mentions m JOIN scores s ON s.id = {counting_score_id()}
+        FROM mentions m JOIN mention_targets t ON t.mention_id = m.id
+        JOIN scores s ON s.id = {counting_score_id()}
         WHERE m.created_at >= :start AND m.created_at < :end AND s.flagged = 1
         """,
         {"start": start, "end": end} | _model_parameters(current_model),

@@ -41,9 +41,14 @@ class Mention:
     extra: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
-        """Return the columns stored in the mentions table (EXTRA is not stored)."""
+        """Return the columns stored in the mentions table.
+
+        EXTRA is not stored, and neither is TARGET_HANDLE: who a post addresses lives in mention_targets, one row per
+        consenting official, so that erasing one official leaves no trace of them on a post kept for others.
+        """
         row = asdict(self)
         row.pop("extra")
+        row.pop("target_handle")
         return row
 
 

@@ -257,6 +257,9 @@ def list_officials(db: sqlite_utils.Database, include_withdrawn: bool = False) -
 def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = "cli") -> dict[str, int]:
     """Erase an official's mentions, scores, reviews, handles and name in one transaction; keep an audit line.
 
+    A mention that also addresses another consenting official is only unlinked from this one: it stays for the
+    others, and is erased with the last of them.
+
     The consent row stays, without content, as the record that monitoring had a lawful basis and then ended.
     """
     row = db.execute("SELECT status FROM officials WHERE id = ?", [official_id]).fetchone()
@@ -265,16 +268,23 @@ def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = 
     if row[0] == "withdrawn":
         raise RegistryError([f"official {official_id}: consent was already withdrawn"])
     counts = {}
+    # A post that also addresses another consenting official stays for them; only this official's link goes.
+    orphaned = """SELECT t.mention_id FROM mention_targets t WHERE t.official_id = :official
+                  AND NOT EXISTS (SELECT 1 FROM mention_targets o WHERE o.mention_id = t.mention_id
+                                  AND o.official_id != :official)"""
     with write_transaction(db):
         for table, sql in (
-            ("scores", "SELECT count(*) FROM scores JOIN mentions m ON m.id = scores.mention_id WHERE m.official_id = ?"),
-            ("reviews", "SELECT count(*) FROM reviews JOIN mentions m ON m.id = reviews.mention_id WHERE m.official_id = ?"),
-            ("mentions", "SELECT count(*) FROM mentions WHERE official_id = ?"),
-            ("accounts", "SELECT count(*) FROM accounts WHERE official_id = ?"),
+            ("scores", f"SELECT count(*) FROM scores WHERE mention_id IN ({orphaned})"),
+            ("reviews", f"SELECT count(*) FROM reviews WHERE mention_id IN ({orphaned})"),
+            ("mentions", f"SELECT count(*) FROM ({orphaned})"),
+            ("mentions_kept_for_others",
+             "SELECT count(*) FROM mention_targets WHERE official_id = :official" f" AND mention_id NOT IN ({orphaned})"),
+            ("accounts", "SELECT count(*) FROM accounts WHERE official_id = :official"),
         ):
-            counts[table] = db.execute(sql, [official_id]).fetchone()[0]
-        # Foreign keys cascade from mentions to their scores and reviews.
-        db.execute("DELETE FROM mentions WHERE official_id = ?", [official_id])
+            counts[table] = db.execute(sql, {"official": official_id}).fetchone()[0]
+        # Foreign keys cascade from mentions to their scores, reviews and links.
+        db.execute(f"DELETE FROM mentions WHERE id IN ({orphaned})", {"official": official_id})
+        db.execute("DELETE FROM mention_targets WHERE official_id = ?", [official_id])
         db.execute("DELETE FROM accounts WHERE official_id = ?", [official_id])
         db.execute(
             "UPDATE officials SET name = '', email = NULL, status = 'withdrawn' WHERE id = ?", [official_id]

@@ -86,6 +86,7 @@ class SourceRun:
     duplicates: int = 0
     quarantined: int = 0
     unmatched: int = 0
+    linked: int = 0
     flagged: Counter = field(default_factory=Counter)
     error: str | None = None
     retry_after: str | None = None
@@ -97,24 +98,38 @@ def get_cursor(db: sqlite_utils.Database, source: str) -> str | None:
     return row[0] if row else None
 
 
-def match_official(mention: Mention, accounts: dict[tuple[str, str], int]) -> int | None:
-    """Return the consenting official a mention is aimed at, from its target or the @handles in its text."""
+def match_officials(mention: Mention, accounts: dict[tuple[str, str], int]) -> dict[int, str]:
+    """Return {official_id: handle} for every consenting official a mention addresses.
+
+    The target (the account whose search found the post) comes first, then every @handle in the text, so a post
+    naming two officials reaches both.
+    """
     candidates = []
     if mention.target_handle:
         candidates.append(mention.target_handle)
     candidates.extend(_MENTIONED.findall(mention.text))
+    matched: dict[int, str] = {}
     for handle in candidates:
-        key = (mention.platform, normalise_handle(mention.platform, handle))
-        if key in accounts:
-            return accounts[key]
+        name = normalise_handle(mention.platform, handle)
+        official_id = accounts.get((mention.platform, name))
+        if official_id is not None:
+            matched.setdefault(official_id, name)
     if mention.platform == "mastodon":
         # Mastodon replies often show only the local part (@name) of user@instance.
-        local = {h.split("@")[0]: oid for (p, h), oid in accounts.items() if p == "mastodon"}
+        local = {h.split("@")[0]: (oid, h) for (p, h), oid in accounts.items() if p == "mastodon"}
         for handle in candidates:
             name = normalise_handle("mastodon", handle)
             if "@" not in name and name in local:
-                return local[name]
-    return None
+                official_id, full = local[name]
+                matched.setdefault(official_id, full)
+    return matched
+
+
+def _link_rows(mention_id: int, targets: dict[int, str], now: str) -> list[dict]:
+    return [
+        {"mention_id": mention_id, "official_id": official_id, "handle": handle, "linked_at": now}
+        for official_id, handle in targets.items()
+    ]
 
 
 def store_batch(
@@ -126,36 +141,61 @@ def store_batch(
     settings: Settings,
     summary: SourceRun,
 ) -> None:
-    """Score a batch's new mentions and commit them with their scores, quarantined records and cursor."""
-    accounts = consenting_accounts(db)
+    """Score a batch's new mentions and commit them with their officials, scores, quarantined records and cursor.
+
+    A post already stored is not stored again, but it is linked to any consenting official it addresses that it was
+    not linked to yet (the same reply found through a second official's search). Consent is read again inside the
+    write transaction, so a withdrawal that lands while the batch is being scored wins: nothing is stored for an
+    official whose consent ended.
+    """
     summary.fetched += len(batch.mentions)
-    fresh: list[tuple[Mention, int]] = []
+    accounts = consenting_accounts(db)
+    fresh: list[Mention] = []
     seen: set[tuple[str, str]] = set()
-    duplicates = unmatched = 0
     for mention in batch.mentions:
         key = (mention.platform, mention.post_id)
-        if key in seen or db.execute(
-            "SELECT 1 FROM mentions WHERE platform = ? AND post_id = ?", list(key)
-        ).fetchone():
-            duplicates += 1
+        if key in seen:
             continue
         seen.add(key)
-        official_id = match_official(mention, accounts)
-        if official_id is None:
-            # Data minimisation: a post about nobody who consented is not kept.
-            unmatched += 1
-            continue
-        fresh.append((mention, official_id))
+        if match_officials(mention, accounts) and not _stored_id(db, mention):
+            fresh.append(mention)
     # Score outside the transaction: it is the slow part and must not hold the write lock.
-    verdicts = judge(classifier, [m.text for m, _ in fresh], settings.classifier.thresholds) if fresh else []
+    verdicts = judge(classifier, [m.text for m in fresh], settings.classifier.thresholds) if fresh else []
+    verdict_of = {(m.platform, m.post_id): v for m, v in zip(fresh, verdicts)}
     now = utcnow()
     flagged: Counter = Counter()
+    new = duplicates = unmatched = linked = 0
     with write_transaction(db):
-        for (mention, official_id), verdict in zip(fresh, verdicts):
-            row = mention.as_row() | {"official_id": official_id, "collected_at": now, "source": source}
+        accounts = consenting_accounts(db)
+        seen.clear()
+        for mention in batch.mentions:
+            key = (mention.platform, mention.post_id)
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            targets = match_officials(mention, accounts)
+            stored = _stored_id(db, mention)
+            if stored is not None:
+                duplicates += 1
+                known = {row[0] for row in db.execute(
+                    "SELECT official_id FROM mention_targets WHERE mention_id = ?", [stored])}
+                added = {oid: h for oid, h in targets.items() if oid not in known}
+                if added:
+                    db["mention_targets"].insert_all(_link_rows(stored, added, now))
+                    linked += len(added)
+                continue
+            if not targets or key not in verdict_of:
+                # Data minimisation: a post about nobody who consented (now) is not kept.
+                unmatched += 1
+                continue
+            verdict = verdict_of[key]
+            row = mention.as_row() | {"collected_at": now, "source": source}
             mention_id = db["mentions"].insert(row).last_pk
+            db["mention_targets"].insert_all(_link_rows(mention_id, targets, now))
             db["scores"].insert(score_row(mention_id, classifier, verdict, now))
             flagged.update(verdict.labels)
+            new += 1
         for item in batch.quarantined:
             db["quarantine"].insert(
                 {
@@ -172,16 +212,23 @@ def store_batch(
         db.execute(
             """UPDATE collector_runs SET fetched = fetched + ?, new = new + ?, duplicates = duplicates + ?,
                quarantined = quarantined + ?, unmatched = unmatched + ?, cursor_after = ? WHERE id = ?""",
-            [len(batch.mentions), len(fresh), duplicates, len(batch.quarantined), unmatched,
-             batch.cursor, run_id],
+            [len(batch.mentions), new, duplicates, len(batch.quarantined), unmatched, batch.cursor, run_id],
         )
-    summary.new += len(fresh)
+    summary.new += new
     summary.duplicates += duplicates
     summary.unmatched += unmatched
+    summary.linked += linked
     summary.quarantined += len(batch.quarantined)
     summary.flagged.update(flagged)
     for item in batch.quarantined:
         log.warning("%s: quarantined %s: %s", source, item.location, item.reason)
+
+
+def _stored_id(db: sqlite_utils.Database, mention: Mention) -> int | None:
+    row = db.execute(
+        "SELECT id FROM mentions WHERE platform = ? AND post_id = ?", [mention.platform, mention.post_id]
+    ).fetchone()
+    return row[0] if row else None
 
 
 def retry_after(db: sqlite_utils.Database, source: str) -> str | None:

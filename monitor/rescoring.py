@@ -76,8 +76,10 @@ def rescore(
         SELECT m.id, length(m.text),
                EXISTS (SELECT 1 FROM scores s WHERE s.mention_id = m.id AND s.model = :model
                        AND s.model_version = :model_version)
-        FROM mentions m JOIN officials o ON o.id = m.official_id
-        WHERE o.status = 'active' AND m.created_at >= :start {"AND m.created_at < :end" if end else ""}
+        FROM mentions m
+        WHERE EXISTS (SELECT 1 FROM mention_targets t JOIN officials o ON o.id = t.official_id
+                      WHERE t.mention_id = m.id AND o.status = 'active')
+          AND m.created_at >= :start {"AND m.created_at < :end" if end else ""}
         """,
         current | {"start": start, "end": end},
     ).fetchall()

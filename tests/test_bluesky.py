@@ -8,7 +8,7 @@ import pytest
 from monitor.pipeline import get_cursor, run_once
 from tests.fakes.bluesky_api import FakeBluesky, as_notification, generated_posts, post
 from tests.fakes.fixtures import *  # noqa: F401,F403
-from tests.fakes.fixtures import FAST_RETRY, add_official, last_run, settings_with
+from tests.fakes.fixtures import FAST_RETRY, add_official, last_run, settings_with, targets_of
 
 HANDLE = "wethouder-eva.bsky.social"
 PASSWORD = "bsky-app-pass-secret-8e2"
@@ -39,7 +39,7 @@ def test_posts_that_mention_the_official_are_stored_with_their_fields(platform_d
     assert run.status == "ok" and run.new == 3
     reply = platform_db.execute("SELECT * FROM mentions WHERE text LIKE '%idioot%'").fetchone()
     row = dict(zip([d[0] for d in platform_db.execute("SELECT * FROM mentions").description], reply))
-    assert row["official_id"] == official and row["target_handle"] == HANDLE
+    assert targets_of(platform_db, "bluesky", row["post_id"]) == [(official, HANDLE)]
     assert row["post_id"] == "at://did:plc:boos/app.bsky.feed.post/3l00000000002"
     assert row["url"] == "https://bsky.app/profile/boos.bsky.social/post/3l00000000002"
     assert row["author_id"] == "did:plc:boos" and row["in_reply_to"] == "at://did:plc:eva/app.bsky.feed.post/3kabc"
@@ -85,8 +85,9 @@ def test_authorised_account_reads_mention_notifications_after_logging_in(platfor
     [run] = run_once(platform_db, bluesky_settings(tmp_path, fake_bluesky, login_handle="weerbaar.bsky.social"),
                      word_classifier)
     assert run.status == "ok" and run.new == 1
-    assert platform_db.execute("SELECT official_id, text FROM mentions").fetchone() == (official,
-                                                                                      "@weerbaar.bsky.social dood aan jou")
+    [(post_id, text)] = platform_db.execute("SELECT post_id, text FROM mentions").fetchall()
+    assert text == "@weerbaar.bsky.social dood aan jou"
+    assert [oid for oid, _ in targets_of(platform_db, "bluesky", post_id)] == [official]
     assert fake_bluesky.calls_to("listNotifications")[0]["reasons"] == ["mention", "reply"]
     assert fake_bluesky.calls_to("searchPosts") == []
     assert PASSWORD not in caplog.text and PASSWORD not in "\n".join(platform_db.iterdump())

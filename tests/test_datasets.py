@@ -278,7 +278,6 @@ def _add_mention(db, mention_id, text, lang="nl"):
             "id": mention_id,
             "platform": "test",
             "post_id": str(mention_id),
-            "official_id": 1,
             "text": text,
             "lang": lang,
             "created_at": "2026-01-01T00:00:00Z",
@@ -287,6 +286,7 @@ def _add_mention(db, mention_id, text, lang="nl"):
             "raw_sha256": "0" * 64,
         }
     )
+    db["mention_targets"].insert({"mention_id": mention_id, "official_id": 1, "linked_at": "2026-01-01T00:00:00Z"})
 
 
 def test_reviews_latest_review_wins_and_unlisted_categories_are_zero(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from monitor.pipeline import get_cursor, run_once
 from scrapers.mastodon import html_to_text
 from tests.fakes.fixtures import *  # noqa: F401,F403
-from tests.fakes.fixtures import FAST_RETRY, add_official, last_run, settings_with
+from tests.fakes.fixtures import FAST_RETRY, add_official, last_run, settings_with, targets_of
 from tests.fakes.mastodon_api import FakeMastodon, account, generated_notifications, mention_html, notification, status
 
 TOKEN = "mastodon-secret-token-4c1d"
@@ -61,7 +61,7 @@ def test_mention_notifications_are_stored_as_plain_text_for_the_official(platfor
     assert run.status == "ok" and run.new == 3
     rows = {r["post_id"]: r for r in platform_db["mentions"].rows}
     insult = rows["https://elders.example/users/boos/statuses/901"]
-    assert insult["official_id"] == official and insult["target_handle"] == "anna@social.example"
+    assert targets_of(platform_db, "mastodon", insult["post_id"]) == [(official, "anna@social.example")]
     assert insult["text"] == "@anna jij idioot & leugenaar\n\ntweede <regel>"
     assert insult["author_handle"] == "boos@elders.example" and insult["in_reply_to"] == "899"
     assert insult["url"] == "https://elders.example/@boos/901" and insult["created_at"] == "2025-03-01T00:02:00Z"
@@ -108,7 +108,7 @@ def test_hashtag_timelines_are_read_for_accounts_that_did_not_authorise(platform
         [run] = run_once(platform_db, settings, word_classifier)
     assert run.status == "ok" and run.new == 1 and run.unmatched == 1  # a post about nobody is not kept
     row = next(platform_db["mentions"].rows)
-    assert row["official_id"] == official and row["target_handle"] == "anna@social.example"
+    assert targets_of(platform_db, "mastodon", row["post_id"]) == [(official, "anna@social.example")]
     assert json.loads(get_cursor(platform_db, "mastodon")) == {"mastodon:#gemeenteraad@social.example": "11"}
 
 

@@ -50,21 +50,23 @@ def test_withdraw_erases_exactly_that_officials_data(db, settings, classifier, w
     import_officials(db, workdir / "config/samples/officials.csv")
     run_once(db, settings, classifier)
     target = db.execute(
-        "SELECT official_id FROM mentions GROUP BY official_id ORDER BY count(*) DESC LIMIT 1"
+        "SELECT official_id FROM mention_targets GROUP BY official_id ORDER BY count(*) DESC LIMIT 1"
     ).fetchone()[0]
-    mention_id = db.execute("SELECT id FROM mentions WHERE official_id = ? LIMIT 1", [target]).fetchone()[0]
+    mention_id = db.execute("SELECT mention_id FROM mention_targets WHERE official_id = ? LIMIT 1",
+                            [target]).fetchone()[0]
     db["reviews"].insert({"mention_id": mention_id, "reviewer": "staf", "labels": '["threat"]',
                           "reviewed_at": "2026-11-28T10:00:00Z"})
-    other_id = db.execute("SELECT id FROM mentions WHERE official_id != ? LIMIT 1", [target]).fetchone()[0]
+    other_id = db.execute("SELECT mention_id FROM mention_targets WHERE official_id != ? LIMIT 1",
+                          [target]).fetchone()[0]
     db["reviews"].insert({"mention_id": other_id, "reviewer": "staf", "labels": "[]", "reviewed_at": "2026-11-28"})
     before_total = db["mentions"].count
-    own = db.execute("SELECT count(*) FROM mentions WHERE official_id = ?", [target]).fetchone()[0]
+    own = db.execute("SELECT count(*) FROM mention_targets WHERE official_id = ?", [target]).fetchone()[0]
     name = db.execute("SELECT name FROM officials WHERE id = ?", [target]).fetchone()[0]
 
     result = CliRunner().invoke(cli, ["officials", "withdraw", str(target), "--yes"])
 
     assert result.exit_code == 0, result.output
-    assert db.execute("SELECT count(*) FROM mentions WHERE official_id = ?", [target]).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM mention_targets WHERE official_id = ?", [target]).fetchone()[0] == 0
     assert db["mentions"].count == before_total - own
     assert db["scores"].count == db["mentions"].count  # scores of the others untouched
     assert db["reviews"].count == 1
@@ -82,7 +84,7 @@ def test_no_consent_no_collection_after_withdrawal(db, settings, classifier, wor
     import_officials(db, workdir / "config/samples/officials.csv")
     withdraw_official(db, 1)
     run_once(db, settings, classifier)
-    assert db.execute("SELECT count(*) FROM mentions WHERE official_id = 1").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM mention_targets WHERE official_id = 1").fetchone()[0] == 0
     assert db["mentions"].count > 50
 
 

@@ -205,7 +205,9 @@ def test_serve_collects_from_x_mastodon_and_bluesky_and_reports_the_silent_one(t
     assert stored_post_ids(reader) == expected
     assert dict(reader.execute("SELECT platform, count(*) FROM mentions GROUP BY platform").fetchall()) == {
         "x": 5, "mastodon": 3, "bluesky": 5}
-    assert reader.execute("SELECT count(*) FROM mentions WHERE official_id IS NULL").fetchone()[0] == 0
+    assert reader.execute(
+        "SELECT count(*) FROM mentions m WHERE NOT EXISTS (SELECT 1 FROM mention_targets t WHERE t.mention_id = m.id)"
+    ).fetchone()[0] == 0
     cursors = stored_cursors(reader)
     assert cursors == {
         "x-fake": {f"x:{X_HANDLE}": "201"},

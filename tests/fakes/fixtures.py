@@ -76,3 +76,10 @@ def settings_with(tmp_path, **sources: dict) -> Settings:
 def last_run(db) -> dict:
     """Return the newest collector_runs row."""
     return next(db["collector_runs"].rows_where(order_by="id desc", limit=1))
+
+
+def targets_of(db, platform: str, post_id: str) -> list[tuple[int, str]]:
+    """Return the (official_id, handle) pairs a stored post is linked to, in official order."""
+    return [tuple(row) for row in db.execute(
+        "SELECT t.official_id, t.handle FROM mention_targets t JOIN mentions m ON m.id = t.mention_id "
+        "WHERE m.platform = ? AND m.post_id = ? ORDER BY t.official_id", [platform, post_id])]
