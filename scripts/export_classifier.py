@@ -45,7 +45,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-pieces", type=int, default=30000, help="vocabulary size after pruning (default 30000); 0 keeps the base model's "
                              "vocabulary unpruned (needed for tokenizers other than a Unigram one, e.g. BERTje's)")
     parser.add_argument("--no-quantise", action="store_true", help="keep float32 weights")
-    parser.add_argument("--version", default="2026.11.3", help="model version written next to every score")
+    parser.add_argument("--version", default="2026.12.0", help="model version written next to every score")
     return parser.parse_args(argv)
 
 

@@ -29,6 +29,15 @@ KIND = [
     "Fijn dat u langskwam op de braderie",
 ]
 INSULTS = ["Wat ben jij een ongelofelijke klootzak", "Die burgemeester is een waardeloze leugenaar en een sukkel"]
+# Ninety-odd harmless words: longer than the model reads at once (128 pieces).
+LONG_HARMLESS = (
+    "Beste wethouder, ik woon al twintig jaar met veel plezier in deze wijk en heb altijd graag de buurtbarbecue "
+    "georganiseerd, de speeltuin helpen opknappen en de buren geholpen met hun tuinen. De gemeente heeft ons altijd "
+    "goed geholpen met vergunningen en ik waardeer het werk van de ambtenaren enorm. Wel wil ik iets kwijt over het "
+    "nieuwe parkeerbeleid, de bomen in onze straat, de verlichting bij de basisschool en de afvalinzameling, die de "
+    "laatste maanden steeds later op de dag komt. Misschien kunnen we daar eens rustig over praten op het "
+    "spreekuur in het wijkcentrum, want ik denk dat veel bewoners er graag over meedenken."
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +85,30 @@ def test_scores_are_probabilities_in_input_order(classifier):
     for row, again in zip(forward, backward):
         assert set(row) == set(classifier.categories)
         assert all(0.0 <= value <= 1.0 for value in row.values())
-        # An int8 model scales activations per batch, so a text may move a little with its neighbours.
-        assert all(abs(row[c] - again[c]) < 0.05 for c in row)
+        # Scores are evidence: a text's score must not depend on what else is in its batch.
+        assert all(abs(row[c] - again[c]) <= 1e-4 for c in row)
+
+
+def test_a_texts_score_is_the_same_alone_and_in_any_batch(classifier):
+    texts = THREATS + KIND + INSULTS + [LONG_HARMLESS, "ok", "Wat een mooie dag voor de opening van de brug " * 6]
+    together = classifier.score(texts)
+    for index, text in enumerate(texts):
+        alone = classifier.score([text])[0]
+        assert max(abs(alone[c] - together[index][c]) for c in alone) <= 1e-4, text
+
+
+def test_a_threat_after_ninety_harmless_words_is_read(classifier):
+    # Cut at 128 pieces, the threat was never read and the text scored like the harmless part alone.
+    [harmless, with_threat] = classifier.score([LONG_HARMLESS, LONG_HARMLESS + " Ik maak je af, we weten waar je woont."])
+    assert with_threat["threat"] >= 4 * harmless["threat"]
+    assert with_threat["threat"] >= classifier.score(["Ik maak je af, we weten waar je woont."])[0]["threat"] - 0.5
+
+
+@pytest.mark.parametrize("hidden", ["i k  m a a k  j e  a f", "ik m44k j3 @f", "w3 w3t3n w44r j3 w00nt"])
+def test_threats_in_hidden_spelling_score_like_the_plain_threat(classifier, hidden):
+    plain, obfuscated = classifier.score(["ik maak je af" if "w" not in hidden[:2] else "we weten waar je woont",
+                                          hidden])
+    assert obfuscated["threat"] >= plain["threat"] - 0.15
 
 
 def test_weerbaar_score_uses_the_default_model(tmp_path, settings):
