@@ -697,6 +697,13 @@ def read_threat_templates(path: Path | str) -> list[LabelledText]:
     return template_records(generate_templates(int(seed or 0), 60, splits[split]))
 
 
+def read_corpus(path: Path | str) -> list[LabelledText]:
+    """Read Weerbaar's own corpus: 'train' or 'eval' of models/corpus/, or a folder of family files (monitor/corpus.py)."""
+    from .corpus import read_corpus_dataset
+
+    return read_corpus_dataset(path)
+
+
 READERS: dict[str, Callable[[Path], list[LabelledText]]] = {
     "imsypp": read_imsypp,
     "dalc": read_dalc,
@@ -715,6 +722,7 @@ READERS: dict[str, Callable[[Path], list[LabelledText]]] = {
     "suite": read_functional_suite,
     "reviews": read_reviews,
     "threat-templates": read_threat_templates,
+    "corpus": read_corpus,
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import CATEGORIES, LabelledText
+from .normalisation import VERSION as NORMALISATION_VERSION
 
 CHECKPOINT_HEAD = "head.pt"
 CHECKPOINT_CARD = "finetune.json"
@@ -43,8 +44,8 @@ class FinetuneConfig:
     dropout: float = 0.1
     freeze_word_embeddings: bool = True
     prefix: str = "query: "
-    # The text normaliser the model reads through (monitor/normalisation.VERSION), the same in training and scoring.
-    normalisation: str | None = None
+    # The text normaliser the model reads through, the same in training and scoring (None: the raw text).
+    normalisation: str | None = NORMALISATION_VERSION
     seed: int = 0
     categories: tuple[str, ...] = CATEGORIES
     source_weights: dict[str, float] = field(default_factory=dict)  # source -> loss weight (default 1)
@@ -527,7 +528,9 @@ def load_checkpoint(path: Path | str) -> FinetunedModel:
 
     path = Path(path)
     card = json.loads((path / CHECKPOINT_CARD).read_text(encoding="utf-8"))
-    config = FinetuneConfig(**(card["config"] | {"categories": tuple(card["config"]["categories"])}))
+    # Checkpoints from before the normaliser read raw text.
+    config = FinetuneConfig(**({"normalisation": None} | card["config"]
+                               | {"categories": tuple(card["config"]["categories"])}))
     encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
     module = MultiLabelEncoder.build(encoder, len(config.categories), config.dropout)
     module.head.load_state_dict(torch.load(path / CHECKPOINT_HEAD))
