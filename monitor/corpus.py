@@ -216,3 +216,23 @@ def phenomenon_report(messages: Sequence[CorpusMessage], scores: Sequence[Mappin
             entry["negatives"] = len(negatives)
         report[phenomenon] = entry
     return report
+
+
+def read_second_pass(path: Path) -> dict[str, dict]:
+    """Read a second labeller's file ({"id", the four categories, "target"} per line) as {id: labels and target}."""
+    labels = {}
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            item = json.loads(line)
+            for field in (*CATEGORIES, "target"):
+                if field not in item:
+                    raise DatasetError(f"{path}, line {number}: field '{field}': missing")
+            labels[item["id"]] = item
+    return labels
+
+
+def second_pass_agreement(root: Path = CORPUS_DIR) -> dict[str, dict]:
+    """Return the agreement of every second labeller in ROOT/second_pass with the writers' labels."""
+    written = {m.id: dict(m.labels, target=m.target) for split in SPLITS for m in read_corpus(split, root)}
+    return {path.stem: agreement(written, read_second_pass(path))
+            for path in sorted((root / "second_pass").glob("*.jsonl"))}

@@ -114,3 +114,12 @@ def test_corpus_files_have_no_fields_beyond_the_documented_ones():
         for line in path.read_text(encoding="utf-8").splitlines():
             assert set(json.loads(line)) == {"id", "text", "aggression", "threat", "insult", "identity_attack",
                                              "target", "register", "topic"}, path
+
+
+def test_the_second_pass_covers_at_least_1000_messages_and_its_agreement_is_reported():
+    from monitor.corpus import second_pass_agreement
+
+    [report] = second_pass_agreement().values()
+    assert report["items"] >= 1_000
+    assert set(report["kappa"]) == {"aggression", "threat", "insult", "identity_attack"}
+    assert all(-1.0 <= kappa <= 1.0 for kappa in report["kappa"].values())
