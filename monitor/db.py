@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,15 +11,13 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .times import utcnow
+
 if TYPE_CHECKING:
     from .classifier import Classifier, Verdict
 
 migrations = Migrations("weerbaar")
-
-
-def utcnow() -> str:
-    """Return the current UTC time as an ISO 8601 string with a Z suffix."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["open_db", "write_transaction", "audit", "score_row", "counting_score_id", "utcnow"]
 
 
 def open_db(path: str | Path) -> sqlite_utils.Database:
@@ -346,3 +343,9 @@ def m005_mention_targets(db: sqlite_utils.Database) -> None:
         raise
     finally:
         db.execute("PRAGMA foreign_keys=ON")
+
+
+@migrations()
+def m101_mention_context_text(db: sqlite_utils.Database) -> None:
+    """Keep a quoted post's text beside the mention (context_text), apart from the mention's own words."""
+    db.execute("ALTER TABLE mentions ADD COLUMN context_text TEXT")

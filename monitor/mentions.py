@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+
+from .times import parse_timestamp
 
 PLATFORMS = ("x", "mastodon", "bluesky")
 # Longer texts are cut: no platform allows more, and a 20,000-character rant must not slow scoring or bloat evidence.
@@ -38,17 +39,23 @@ class Mention:
     in_reply_to: str | None = None
     lang: str | None = None
     raw_sha256: str = ""
+    # The text of a post this one quotes: shown beside the mention, never scored or matched as its own words.
+    context_text: str | None = None
+    # Handles the platform itself says the post addresses (X entities, Mastodon's mentions list), in the form the
+    # accounts table stores; the pipeline links the post to each consenting official among them.
+    addressed: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
         """Return the columns stored in the mentions table.
 
-        EXTRA is not stored, and neither is TARGET_HANDLE: who a post addresses lives in mention_targets, one row per
-        consenting official, so that erasing one official leaves no trace of them on a post kept for others.
+        EXTRA is not stored, and neither are TARGET_HANDLE and ADDRESSED: who a post addresses lives in
+        mention_targets, one row per consenting official, so that erasing one official leaves no trace of them on a
+        post kept for others.
         """
         row = asdict(self)
-        row.pop("extra")
-        row.pop("target_handle")
+        for name in ("extra", "target_handle", "addressed"):
+            row.pop(name)
         return row
 
 
@@ -58,16 +65,6 @@ def clean_text(text: str) -> str:
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS] + " […]"
     return text
-
-
-def parse_timestamp(value: str) -> str:
-    """Parse an ISO 8601 timestamp and return it in UTC as YYYY-MM-DDTHH:MM:SSZ."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"not a timestamp: {value!r}")
-    parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def payload_hash(raw: object) -> str:
@@ -94,6 +91,8 @@ def make_mention(
     url: str | None = None,
     in_reply_to: object = None,
     lang: str | None = None,
+    context_text: object = None,
+    addressed: list[str] | None = None,
 ) -> Mention:
     """Validate and normalise one mention; raise MentionError naming the bad field."""
     if platform not in PLATFORMS:
@@ -103,9 +102,10 @@ def make_mention(
     if not isinstance(text, str) or not text.strip():
         raise MentionError("text", "missing or empty text")
     try:
-        created = parse_timestamp(created_at)  # type: ignore[arg-type]
-    except (ValueError, TypeError):
-        raise MentionError("created_at", f"not an ISO 8601 timestamp: {created_at!r}") from None
+        created = parse_timestamp(created_at)
+    except ValueError as exc:
+        raise MentionError("created_at", str(exc) if "out of range" in str(exc)
+                           else f"not an ISO 8601 timestamp: {created_at!r}") from None
     return Mention(
         platform=platform,
         post_id=str(post_id).strip(),
@@ -118,6 +118,8 @@ def make_mention(
         in_reply_to=str(in_reply_to) if in_reply_to is not None else None,
         lang=lang,
         raw_sha256=payload_hash(raw),
+        context_text=clean_text(context_text) if isinstance(context_text, str) and context_text.strip() else None,
+        addressed=[h for h in (addressed or []) if isinstance(h, str) and h],
     )
 
 

@@ -101,12 +101,14 @@ def get_cursor(db: sqlite_utils.Database, source: str) -> str | None:
 def match_officials(mention: Mention, accounts: dict[tuple[str, str], int]) -> dict[int, str]:
     """Return {official_id: handle} for every consenting official a mention addresses.
 
-    The target (the account whose search found the post) comes first, then every @handle in the text, so a post
-    naming two officials reaches both.
+    The target (the account whose search found the post) comes first, then the handles the platform says the post
+    addresses, then every @handle in the text, so a post naming two officials reaches both. An official's own post
+    (a reply in their own thread) is not a mention of them.
     """
     candidates = []
     if mention.target_handle:
         candidates.append(mention.target_handle)
+    candidates.extend(mention.addressed)
     candidates.extend(_MENTIONED.findall(mention.text))
     matched: dict[int, str] = {}
     for handle in candidates:
@@ -114,14 +116,9 @@ def match_officials(mention: Mention, accounts: dict[tuple[str, str], int]) -> d
         official_id = accounts.get((mention.platform, name))
         if official_id is not None:
             matched.setdefault(official_id, name)
-    if mention.platform == "mastodon":
-        # Mastodon replies often show only the local part (@name) of user@instance.
-        local = {h.split("@")[0]: (oid, h) for (p, h), oid in accounts.items() if p == "mastodon"}
-        for handle in candidates:
-            name = normalise_handle("mastodon", handle)
-            if "@" not in name and name in local:
-                official_id, full = local[name]
-                matched.setdefault(official_id, full)
+    if mention.author_handle:
+        author = accounts.get((mention.platform, normalise_handle(mention.platform, mention.author_handle)))
+        matched.pop(author, None)
     return matched
 
 
