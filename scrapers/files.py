@@ -48,7 +48,7 @@ class FileSource:
         self.path = Path(path)
         self.batch_size = batch_size
         # Subclasses for other export formats swap in their own record parser.
-        self.parse: Callable[[dict, object], Mention] = parse_generic
+        self.parse: Callable[[dict, object], Mention | None] = parse_generic
 
     def fetch(self, cursor: str | None) -> Iterator[Batch]:
         """Yield batches of mentions from the lines after CURSOR."""
@@ -59,7 +59,9 @@ class FileSource:
                 continue
             if error is None:
                 try:
-                    batch.mentions.append(self.parse(record, raw))
+                    mention = self.parse(record, raw)
+                    if mention is not None:  # None: a record that is not a mention (a retweet), skipped
+                        batch.mentions.append(mention)
                 except MentionError as exc:
                     error = str(exc)
                 except (AttributeError, TypeError, KeyError) as exc:
@@ -104,9 +106,15 @@ class FileSource:
             line_no = data[: exc.start].count(b"\n") + 1
             yield line_no, None, b"", f"not valid UTF-8 at byte {exc.start}"
             return
-        reader = csv.DictReader(io.StringIO(text))
+        first_line = text.split("\n", 1)[0]
+        reader = csv.DictReader(io.StringIO(text), delimiter=csv_delimiter(first_line))
         for row in reader:
             yield reader.line_num, dict(row), json.dumps(row, ensure_ascii=False).encode("utf-8"), None
+
+
+def csv_delimiter(header: str) -> str:
+    """Return the delimiter of a CSV file judged by its header line: ';' (Zeeschuimer, Dutch Excel) or ','."""
+    return ";" if header.count(";") > header.count(",") else ","
 
 
 def _cursor_line(cursor: str | None, path: Path) -> int:

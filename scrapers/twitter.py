@@ -125,7 +125,7 @@ def _full_text(tweet: dict) -> object:
 
 
 def tweet_to_mention(tweet: dict, users_by_id: dict[str, dict], target_handle: str | None,
-                     tweets_by_id: dict[str, dict] | None = None) -> Mention:
+                     tweets_by_id: dict[str, dict] | None = None, raw: object = None) -> Mention:
     """Normalise one API v2 tweet object (with the expanded users and tweets) into a mention.
 
     USERS_BY_ID and TWEETS_BY_ID are the response's ``includes``; a quoted post's text becomes the mention's
@@ -156,7 +156,7 @@ def tweet_to_mention(tweet: dict, users_by_id: dict[str, dict], target_handle: s
         post_id=post_id,
         text=_full_text(tweet),
         created_at=tweet.get("created_at"),
-        raw=tweet,
+        raw=tweet if raw is None else raw,
         target_handle=target_handle,
         author_handle=username,
         author_id=author_id,
