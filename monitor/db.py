@@ -348,4 +348,5 @@ def m005_mention_targets(db: sqlite_utils.Database) -> None:
 @migrations()
 def m101_mention_context_text(db: sqlite_utils.Database) -> None:
     """Keep a quoted post's text beside the mention (context_text), apart from the mention's own words."""
-    db.execute("ALTER TABLE mentions ADD COLUMN context_text TEXT")
+    if "context_text" not in db["mentions"].columns_dict:
+        db.execute("ALTER TABLE mentions ADD COLUMN context_text TEXT")

@@ -15,64 +15,28 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from scrapers.base import Batch, Source, SourceStopped
+from scrapers.source_types import build_source
 
 from .classifier import Classifier, judge
 from .db import score_row, utcnow, write_transaction
 from .mentions import Mention, normalise_handle
 from .officials import consenting_accounts
-from .settings import Settings, SourceSettings
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 _MENTIONED = re.compile(r"@([A-Za-z0-9_.\-]+(?:@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})?)")
 
-SourceFactory = Callable[[str, SourceSettings, Settings, sqlite_utils.Database], Source]
-_SOURCE_TYPES: dict[str, SourceFactory] = {}
-
-
-def register_source_type(type_name: str, factory: SourceFactory) -> None:
-    """Make a collector type available to the [sources.NAME] tables of the settings."""
-    _SOURCE_TYPES[type_name] = factory
-
-
-def _file_source(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> Source:
-    from pathlib import Path
-
-    from scrapers.files import FileSource
-
-    path = getattr(config, "path", None)
-    if not path:
-        raise ValueError(f"source {name!r}: field 'path' is required for type 'file'")
-    return FileSource(name, settings.resolve(Path(path)))
-
-
-register_source_type("file", _file_source)
 
 
 def build_sources(settings: Settings, db: sqlite_utils.Database, only: list[str] | None = None) -> list[Source]:
-    """Build the enabled sources named in the settings (or just ONLY)."""
-    _load_platform_collectors()
-    sources = []
-    for name, config in settings.sources.items():
-        if only and name not in only:
-            continue
-        if not config.enabled and not only:
-            continue
-        if config.type not in _SOURCE_TYPES:
-            raise ValueError(
-                f"source {name!r}: unknown type {config.type!r} (available: {', '.join(sorted(_SOURCE_TYPES))})"
-            )
-        sources.append(_SOURCE_TYPES[config.type](name, config, settings, db))
+    """Build the enabled sources named in the settings (or just ONLY), through the table in scrapers.source_types."""
     if only:
         unknown = set(only) - set(settings.sources)
         if unknown:
             raise ValueError(f"unknown source(s): {', '.join(sorted(unknown))}")
-    return sources
-
-
-def _load_platform_collectors() -> None:
-    """Import the collectors so that they register their source types."""
-    import scrapers.registry  # noqa: F401
-    import scrapers.research_tools  # noqa: F401
+    # Named sources run even when disabled (a person asked for them); otherwise every enabled one.
+    chosen = {name: config for name, config in settings.sources.items() if (name in only if only else config.enabled)}
+    return [build_source(name, config, settings, db) for name, config in chosen.items()]
 
 
 @dataclass

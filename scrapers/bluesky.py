@@ -34,7 +34,7 @@ from atproto_client.models.utils import get_or_create
 from atproto_client.request import Request
 
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import BlueskySourceSettings, Settings
 from monitor.times import parse_timestamp
 
 from .base import Batch, Quarantined, SourceStopped
@@ -142,7 +142,7 @@ def sort_at(post: object) -> str | None:
     return min(times) if times else None
 
 
-def _since_with_overlap(cursor: str | None) -> str | None:
+def since_with_overlap(cursor: str | None) -> str | None:
     """Return the ``since`` to ask for: the cursor moved back by SINCE_OVERLAP, so late-indexed posts are read."""
     if not cursor:
         return None
@@ -151,6 +151,12 @@ def _since_with_overlap(cursor: str | None) -> str | None:
     except ValueError:
         return None
     return (moment - SINCE_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bluesky_source(name: str, config: BlueskySourceSettings, settings: Settings,
+                   db: sqlite_utils.Database) -> BlueskySource:
+    """Build a Bluesky source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return BlueskySource.from_settings(name, config, settings, db)
 
 
 class BlueskySource:
@@ -176,20 +182,20 @@ class BlueskySource:
 
     @classmethod
     def from_settings(
-        cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database
+        cls, name: str, config: BlueskySourceSettings, settings: Settings, db: sqlite_utils.Database
     ) -> BlueskySource:
         """Build the source from its [sources.NAME] table and the app password in the environment."""
         password = settings.bluesky_app_password.get_secret_value() if settings.bluesky_app_password else None
-        login_handle = getattr(config, "login_handle", None)
+        login_handle = config.login_handle
         logged_in = bool(login_handle and password)
         return cls(
             name,
             db,
-            base_url=getattr(config, "base_url", None) or (PDS_URL if logged_in else PUBLIC_APPVIEW_URL),
+            base_url=config.base_url or (PDS_URL if logged_in else PUBLIC_APPVIEW_URL),
             login_handle=login_handle if logged_in else None,
             app_password=password if logged_in else None,
             policy=RetryPolicy.from_settings(config),
-            page_size=int(getattr(config, "page_size", PAGE_SIZE)),
+            page_size=config.page_size,
         )
 
     def fetch(self, cursor: str | None) -> Iterator[Batch]:
@@ -269,7 +275,7 @@ class BlueskySource:
         """
         key = f"bluesky:{account.handle}"
         newest = cursors.get(key)
-        since = _since_with_overlap(newest)
+        since = since_with_overlap(newest)
         page_cursor: str | None = None
         while True:
             if nsid == "app.bsky.feed.searchPosts":

@@ -14,7 +14,10 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import sqlite_utils
+
 from monitor.mentions import Mention, MentionError, make_mention
+from monitor.settings import FileSourceSettings, Settings
 
 from .base import Batch, Quarantined
 
@@ -38,6 +41,11 @@ def parse_generic(record: dict, raw: object) -> Mention:
         in_reply_to=record.get("in_reply_to") or None,
         lang=record.get("lang") or None,
     )
+
+
+def file_source(name: str, config: FileSourceSettings, settings: Settings, db: sqlite_utils.Database) -> FileSource:
+    """Build a file source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return FileSource(name, settings.resolve(config.path))
 
 
 class FileSource:

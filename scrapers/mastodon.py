@@ -37,7 +37,7 @@ from mastodon.errors import (
 )
 
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import MastodonSourceSettings, Settings
 
 from .base import Batch, Quarantined, SourceStopped
 from .http import RetryPolicy, rate_limited, reset_from_epoch
@@ -191,6 +191,12 @@ def _is_newer(item_id: object, since_id: str | None) -> bool:
     return since_id is None or _id_key(item_id) > _id_key(since_id)
 
 
+def mastodon_source(name: str, config: MastodonSourceSettings, settings: Settings,
+                    db: sqlite_utils.Database) -> MastodonSource:
+    """Build a Mastodon source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return MastodonSource.from_settings(name, config, settings, db)
+
+
 class MastodonSource:
     """Collect mentions of the consenting officials' Mastodon accounts."""
 
@@ -216,7 +222,7 @@ class MastodonSource:
 
     @classmethod
     def from_settings(
-        cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database
+        cls, name: str, config: MastodonSourceSettings, settings: Settings, db: sqlite_utils.Database
     ) -> MastodonSource:
         """Build the source from its [sources.NAME] table and the access token in the environment."""
         token = settings.mastodon_access_token.get_secret_value() if settings.mastodon_access_token else None
@@ -224,9 +230,9 @@ class MastodonSource:
             name,
             db,
             access_token=token,
-            base_url=getattr(config, "base_url", None),
-            instance=getattr(config, "instance", None),
-            hashtags=list(getattr(config, "hashtags", []) or []),
+            base_url=config.base_url,
+            instance=config.instance,
+            hashtags=list(config.hashtags),
             policy=RetryPolicy.from_settings(config),
         )
 

@@ -29,8 +29,7 @@ from urllib.parse import urlparse
 import sqlite_utils
 
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.pipeline import register_source_type
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import ExportSourceSettings, Settings
 from monitor.times import iso_from_epoch
 
 from . import bluesky, twitter
@@ -231,15 +230,7 @@ def open_export(path: str | Path, export_format: str = "auto", platform: str | N
     return ExportSource(f"import:{path.name}", path, chosen, platform)
 
 
-def _export_source_type(export_format: str):
-    def factory(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> ExportSource:
-        path = getattr(config, "path", None)
-        if not path:
-            raise ValueError(f"source {name!r}: field 'path' is required for type {export_format!r}")
-        return ExportSource(name, settings.resolve(Path(path)), export_format, getattr(config, "platform", None))
-
-    return factory
-
-
-register_source_type("4cat", _export_source_type("4cat"))
-register_source_type("zeeschuimer", _export_source_type("zeeschuimer"))
+def export_source(name: str, config: ExportSourceSettings, settings: Settings,
+                  db: sqlite_utils.Database) -> ExportSource:
+    """Build a 4CAT or Zeeschuimer source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return ExportSource(name, settings.resolve(config.path), config.type, config.platform)

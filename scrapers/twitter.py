@@ -24,7 +24,7 @@ from tweepy.errors import Forbidden, TooManyRequests, TwitterServerError, Unauth
 
 from monitor.db import write_transaction
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import Settings, XSourceSettings
 from monitor.times import iso_from_x_legacy, month_of, start_of_next_month
 
 from .base import Batch, Quarantined, SourceStopped
@@ -228,6 +228,11 @@ def _account_problem(error: dict) -> tuple[str, str]:
     return "not_found", detail
 
 
+def x_source(name: str, config: XSourceSettings, settings: Settings, db: sqlite_utils.Database) -> XSource:
+    """Build an X source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return XSource.from_settings(name, config, settings, db)
+
+
 class XSource:
     """Collect mentions of the consenting officials' X accounts, within a monthly read budget."""
 
@@ -247,18 +252,13 @@ class XSource:
         self.reads_this_run = 0
 
     @classmethod
-    def from_settings(cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> XSource:
+    def from_settings(cls, name: str, config: XSourceSettings, settings: Settings,
+                      db: sqlite_utils.Database) -> XSource:
         """Build the source from its [sources.NAME] table and the bearer token in the environment."""
         token = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else None
         policy = RetryPolicy.from_settings(config)
-        client = XClient(token, getattr(config, "base_url", None) or X_API_URL, policy) if token else None
-        return cls(
-            name,
-            db,
-            client,
-            monthly_read_budget=int(getattr(config, "monthly_read_budget", DEFAULT_MONTHLY_READ_BUDGET)),
-            page_size=int(getattr(config, "page_size", PAGE_SIZE)),
-        )
+        client = XClient(token, config.base_url or X_API_URL, policy) if token else None
+        return cls(name, db, client, monthly_read_budget=config.monthly_read_budget, page_size=config.page_size)
 
     def fetch(self, cursor: str | None) -> Iterator[Batch]:
         """Yield batches of mentions per watched account, each with the whole per-account cursor map."""
