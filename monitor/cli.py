@@ -190,12 +190,14 @@ def officials_withdraw(obj: Context, official_id: int, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase all data of official {official_id}? This cannot be undone", abort=True)
     try:
-        counts = withdraw_official(obj.db, official_id)
+        counts = withdraw_official(obj.db, official_id, settings=obj.settings)
     except RegistryError as exc:
         _fail(exc.errors)
     click.echo(
         f"Consent withdrawn. Erased {counts['mentions']} mention(s), {counts['scores']} score(s), "
-        f"{counts['reviews']} review(s) and {counts['accounts']} account(s)."
+        f"{counts['reviews']} review(s) and {counts['accounts']} account(s); "
+        f"{counts['quarantine']} quarantined record(s), {counts['cursors'] + counts['runs']} cursor and run "
+        f"record(s) cleaned; {counts['digests_rewritten']} digest(s) rewritten without them."
     )
 
 
@@ -366,8 +368,8 @@ def purge(obj: Context) -> None:
 
     counts = purge_expired(obj.db, obj.settings)
     click.echo(
-        f"Deleted {counts['mentions']} mention(s) and {counts['quarantine']} quarantined record(s) "
-        f"from before {counts['cutoff']}."
+        f"Deleted {counts['mentions']} mention(s), {counts['quarantine']} quarantined record(s) and "
+        f"{counts['digests']} digest(s) from before {counts['cutoff']}."
     )
 
 

@@ -350,3 +350,15 @@ def m101_mention_context_text(db: sqlite_utils.Database) -> None:
     """Keep a quoted post's text beside the mention (context_text), apart from the mention's own words."""
     if "context_text" not in db["mentions"].columns_dict:
         db.execute("ALTER TABLE mentions ADD COLUMN context_text TEXT")
+
+
+@migrations()
+def m102_withdrawn_accounts(db: sqlite_utils.Database) -> None:
+    """Remember, as SHA-256 only, the accounts of officials who withdrew, so a stale CSV cannot re-register them."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS withdrawn_accounts (
+            account_sha256 TEXT PRIMARY KEY,
+            withdrawn_at TEXT NOT NULL
+        )"""
+    )
