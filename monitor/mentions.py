@@ -12,8 +12,15 @@ from .times import parse_timestamp
 PLATFORMS = ("x", "mastodon", "bluesky")
 # Longer texts are cut: no platform allows more, and a 20,000-character rant must not slow scoring or bloat evidence.
 MAX_TEXT_CHARS = 10_000
-# C0 controls (bar tab and newline) and DEL: they can hide text or drive a terminal (ANSI escapes).
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_HANDLE_CHARS = 320
+# C0 controls (bar tab and newline), DEL and C1 controls: they can hide text or drive a terminal (ANSI escapes).
+# Bidirectional embeddings, overrides and isolates reorder how text is shown ("Trojan Source"): a post could make
+# its author or a link read as something else. Zero-width spaces, word joiners and BOMs hide words from readers and
+# from the classifier ("id\u200bioot"). Zero-width (non-)joiners and the directional marks stay: scripts and
+# emoji sequences need them, and they cannot reorder text.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200b\u2060\ufeff]")
+# A handle is one word: no whitespace, no format characters of any kind (joiners, marks, the Arabic letter mark).
+_HANDLE_JUNK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 class MentionError(ValueError):
@@ -59,8 +66,13 @@ class Mention:
         return row
 
 
+def clean_handle(handle: str) -> str:
+    """Remove whitespace, control and invisible format characters from a handle or author name."""
+    return _HANDLE_JUNK.sub("", handle)[:MAX_HANDLE_CHARS]
+
+
 def clean_text(text: str) -> str:
-    """Remove control characters and cut text to MAX_TEXT_CHARS."""
+    """Remove control characters, bidirectional overrides and hidden spaces, and cut text to MAX_TEXT_CHARS."""
     text = _CONTROL_CHARS.sub("", text)
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS] + " […]"
@@ -99,6 +111,8 @@ def make_mention(
         raise MentionError("platform", f"unknown platform {platform!r} (expected one of {', '.join(PLATFORMS)})")
     if post_id is None or str(post_id).strip() == "":
         raise MentionError("id", "missing post id")
+    if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
+        raise MentionError("id", f"expected text or a number, got {type(post_id).__name__}")
     if not isinstance(text, str) or not text.strip():
         raise MentionError("text", "missing or empty text")
     try:
@@ -111,16 +125,31 @@ def make_mention(
         post_id=str(post_id).strip(),
         text=clean_text(text),
         created_at=created,
-        target_handle=target_handle,
-        author_handle=clean_text(author_handle) if author_handle else None,
+        author_handle=_optional_handle("author", author_handle),
         author_id=str(author_id) if author_id is not None else None,
-        url=url,
+        url=_optional_text("url", url),
         in_reply_to=str(in_reply_to) if in_reply_to is not None else None,
-        lang=lang,
+        lang=_optional_text("lang", lang),
         raw_sha256=payload_hash(raw),
         context_text=clean_text(context_text) if isinstance(context_text, str) and context_text.strip() else None,
-        addressed=[h for h in (addressed or []) if isinstance(h, str) and h],
+        addressed=[clean_handle(h) for h in (addressed or []) if isinstance(h, str) and h],
+        target_handle=_optional_handle("target", target_handle),
     )
+
+
+def _optional_text(field_name: str, value: object) -> str | None:
+    """Return an optional text field cleaned, or None; raise MentionError when it is not text."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MentionError(field_name, f"expected text, got {type(value).__name__}")
+    return clean_text(value).strip() or None
+
+
+def _optional_handle(field_name: str, value: object) -> str | None:
+    """Return an optional handle cleaned of invisible characters, or None; raise MentionError when not text."""
+    text = _optional_text(field_name, value)
+    return clean_handle(text) or None if text else None
 
 
 def normalise_handle(platform: str, handle: str) -> str:

@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     db_path: Path = Path("var/weerbaar.db")
     timezone: str = "Europe/Amsterdam"
     retention_days: int = Field(default=365, ge=1)
+    # How long a write waits for another process holding the database's write lock before the run fails.
+    busy_timeout_seconds: float = Field(default=10.0, gt=0)
     classifier: ClassifierSettings = ClassifierSettings()
     digest: DigestSettings = DigestSettings()
     sources: dict[str, AnySourceSettings] = Field(default_factory=dict)
