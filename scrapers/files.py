@@ -77,6 +77,7 @@ class FileSource:
             raise FileNotFoundError(f"{self.path}: file not found")
         start = self._resume_line(cursor)
         batch = Batch()
+        last = (start, 0)
         for line_no, end_offset, record, raw, error in self._records():
             if line_no <= start:
                 continue
@@ -92,11 +93,13 @@ class FileSource:
                     error = f"unexpected structure: {type(exc).__name__}: {exc}"
             if error is not None:
                 batch.quarantined.append(Quarantined(f"{self.path}:{line_no}", error, _printable(raw)))
-            batch.cursor = self._cursor(line_no, end_offset)
+            last = (line_no, end_offset)
             if len(batch.mentions) + len(batch.quarantined) >= self.batch_size:
+                batch.cursor = self._cursor(*last)
                 yield batch
                 batch = Batch()
         if batch.mentions or batch.quarantined:
+            batch.cursor = self._cursor(*last)
             yield batch
 
     def _cursor(self, line_no: int, offset: int) -> str:

@@ -132,8 +132,9 @@ path = "{posts}"
     cursor = json.loads(reader.execute("SELECT cursor FROM cursors WHERE source = 'bulk'").fetchone()[0])
     assert {k: cursor[k] for k in ("path", "line", "offset")} == {"path": str(posts), "line": TOTAL_LINES,
                                                                  "offset": posts.stat().st_size}
-    # The killed runs never finished; their counters were committed with their batches and add up to the data.
+    # The killed runs never finished: the next run marked them interrupted (their process was gone). Their counters
+    # were committed with their batches and add up to the data.
     runs = reader.execute("SELECT status, new, quarantined FROM collector_runs ORDER BY id").fetchall()
-    assert [status for status, _, _ in runs] == ["running"] * 3 + ["ok"]
+    assert [status for status, _, _ in runs] == ["interrupted"] * 3 + ["ok"]
     assert sum(new for _, new, _ in runs) == len(expected_ids)
     assert sum(quarantined for _, _, quarantined in runs) == malformed
