@@ -44,7 +44,7 @@ class Context:
     @property
     def db(self):
         if self._db is None:
-            self._db = open_db(self.settings.db_path)
+            self._db = open_db(self.settings.db_path, self.settings.busy_timeout_seconds)
         return self._db
 
 
@@ -190,12 +190,14 @@ def officials_withdraw(obj: Context, official_id: int, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase all data of official {official_id}? This cannot be undone", abort=True)
     try:
-        counts = withdraw_official(obj.db, official_id)
+        counts = withdraw_official(obj.db, official_id, settings=obj.settings)
     except RegistryError as exc:
         _fail(exc.errors)
     click.echo(
         f"Consent withdrawn. Erased {counts['mentions']} mention(s), {counts['scores']} score(s), "
-        f"{counts['reviews']} review(s) and {counts['accounts']} account(s)."
+        f"{counts['reviews']} review(s) and {counts['accounts']} account(s); "
+        f"{counts['quarantine']} quarantined record(s), {counts['cursors'] + counts['runs']} cursor and run "
+        f"record(s) cleaned; {counts['digests_rewritten']} digest(s) rewritten without them."
     )
 
 
@@ -366,8 +368,8 @@ def purge(obj: Context) -> None:
 
     counts = purge_expired(obj.db, obj.settings)
     click.echo(
-        f"Deleted {counts['mentions']} mention(s) and {counts['quarantine']} quarantined record(s) "
-        f"from before {counts['cutoff']}."
+        f"Deleted {counts['mentions']} mention(s), {counts['quarantine']} quarantined record(s) and "
+        f"{counts['digests']} digest(s) from before {counts['cutoff']}."
     )
 
 
@@ -461,6 +463,9 @@ def status(obj: Context, as_json: bool) -> None:
     """
     from .watchdog import source_health
 
+    from .pipeline import mark_interrupted_runs
+
+    mark_interrupted_runs(obj.db)
     report = source_health(obj.db, obj.settings)
     if as_json:
         click.echo(json.dumps([health.as_dict() for health in report], ensure_ascii=False, indent=2))
@@ -549,3 +554,40 @@ def demo(ctx: click.Context) -> None:
 def main() -> None:
     """Run the CLI."""
     cli()
+
+
+# -- sources: cursors rewound on purpose ------------------------------------------------------------------------------
+
+
+@cli.group()
+def sources() -> None:
+    """Look after the configured sources: rewind a cursor on purpose."""
+
+
+@sources.command("reset")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def sources_reset(obj: Context, name: str, yes: bool) -> None:
+    """Rewind source NAME's cursor, so its next run reads everything again (stored posts are skipped).
+
+    Also clears a rate-limit wait. Use it after fixing a source's file or settings.
+
+    Example:
+
+    \b
+        weerbaar sources reset sample --yes
+    """
+    from .pipeline import get_cursor, reset_cursor
+
+    known = set(obj.settings.sources) | {row[0] for row in obj.db.execute("SELECT source FROM cursors")}
+    if name not in known:
+        _fail([f"unknown source {name!r} (configured: {', '.join(sorted(obj.settings.sources)) or 'none'})"])
+    if get_cursor(obj.db, name) is None and not obj.db.execute(
+            "SELECT 1 FROM cursors WHERE source = ?", [name]).fetchone():
+        click.echo(f"Source {name} has no cursor yet; nothing to reset.")
+        return
+    if not yes:
+        click.confirm(f"Rewind source {name} to read everything again?", abort=True)
+    reset_cursor(obj.db, name)
+    click.echo(f"Source {name} rewound: its next run reads from the start; posts already stored are skipped.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,18 +11,20 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .times import utcnow
+
 if TYPE_CHECKING:
     from .classifier import Classifier, Verdict
 
 migrations = Migrations("weerbaar")
+__all__ = ["open_db", "write_transaction", "audit", "score_row", "counting_score_id", "utcnow"]
 
 
-def utcnow() -> str:
-    """Return the current UTC time as an ISO 8601 string with a Z suffix."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# How long a write waits for another process's write lock before it fails with "database is locked".
+DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
+def open_db(path: str | Path, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> sqlite_utils.Database:
     """Open (and create or migrate) the Weerbaar database at PATH."""
     path = Path(path)
     if str(path) != ":memory:":
@@ -32,7 +33,7 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     # WAL lets the review app read while a collector writes; foreign keys make erasure cascade.
     db.execute("PRAGMA journal_mode=WAL;")
     db.execute("PRAGMA foreign_keys=ON;")
-    db.execute("PRAGMA busy_timeout=10000;")
+    db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)};")
     # Erasure on withdrawal must not leave deleted text readable in free pages of the file.
     db.execute("PRAGMA secure_delete=ON;")
     migrations.apply(db)
@@ -346,3 +347,54 @@ def m005_mention_targets(db: sqlite_utils.Database) -> None:
         raise
     finally:
         db.execute("PRAGMA foreign_keys=ON")
+
+
+@migrations()
+def m101_mention_context_text(db: sqlite_utils.Database) -> None:
+    """Keep a quoted post's text beside the mention (context_text), apart from the mention's own words."""
+    if "context_text" not in db["mentions"].columns_dict:
+        db.execute("ALTER TABLE mentions ADD COLUMN context_text TEXT")
+
+
+@migrations()
+def m102_withdrawn_accounts(db: sqlite_utils.Database) -> None:
+    """Remember, as SHA-256 only, the accounts of officials who withdrew, so a stale CSV cannot re-register them."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS withdrawn_accounts (
+            account_sha256 TEXT PRIMARY KEY,
+            withdrawn_at TEXT NOT NULL
+        )"""
+    )
+
+
+# A quarantined record keeps this much of its raw payload, enough for a person to see what was wrong; its SHA-256
+# identifies the whole record. Huge or hostile records must not be kept whole.
+QUARANTINE_EXCERPT_CHARS = 4096
+
+
+def quarantine_excerpt(raw: str | None) -> str | None:
+    """Return the capped excerpt of a raw record that the quarantine keeps."""
+    if raw is None or len(raw) <= QUARANTINE_EXCERPT_CHARS:
+        return raw
+    return raw[:QUARANTINE_EXCERPT_CHARS] + f" […] ({len(raw)} characters in all)"
+
+
+@migrations()
+def m103_quarantine_excerpt(db: sqlite_utils.Database) -> None:
+    """Keep a capped excerpt of each quarantined record and the SHA-256 of the whole (raw_sha256)."""
+    import hashlib
+
+    if "raw_sha256" not in db["quarantine"].columns_dict:
+        db.execute("ALTER TABLE quarantine ADD COLUMN raw_sha256 TEXT")
+    for row_id, raw in db.execute("SELECT id, raw FROM quarantine WHERE raw_sha256 IS NULL").fetchall():
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest() if raw is not None else None
+        db.execute("UPDATE quarantine SET raw = ?, raw_sha256 = ? WHERE id = ?",
+                   [quarantine_excerpt(raw), digest, row_id])
+
+
+@migrations()
+def m104_run_process(db: sqlite_utils.Database) -> None:
+    """Record which process runs a collection (pid), so a run whose process died shows as interrupted."""
+    if "pid" not in db["collector_runs"].columns_dict:
+        db.execute("ALTER TABLE collector_runs ADD COLUMN pid INTEGER")

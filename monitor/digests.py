@@ -211,6 +211,12 @@ def _watchdog_warnings(db: sqlite_utils.Database, settings: Settings) -> list[st
     return digest_warnings(db, settings)
 
 
+def write_digest_files(digest: Digest, html_path: Path, text_path: Path) -> None:
+    """Render DIGEST to its HTML and plain-text files, replacing what they held."""
+    html_path.write_text(render("digest.html", digest=digest), encoding="utf-8")
+    text_path.write_text(render("digest.txt", digest=digest), encoding="utf-8")
+
+
 def write_digest(
     db: sqlite_utils.Database, settings: Settings, day: dt.date, current_model: tuple[str, str] | None = None
 ) -> tuple[Path, Path, Digest]:
@@ -220,8 +226,7 @@ def write_digest(
     directory.mkdir(parents=True, exist_ok=True)
     html_path = directory / f"digest-{day.isoformat()}.html"
     text_path = directory / f"digest-{day.isoformat()}.txt"
-    html_path.write_text(render("digest.html", digest=digest), encoding="utf-8")
-    text_path.write_text(render("digest.txt", digest=digest), encoding="utf-8")
+    write_digest_files(digest, html_path, text_path)
     db["digests"].insert(
         {
             "day": day.isoformat(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import sqlite_utils
 
 from .db import audit, utcnow, write_transaction
+from .erasure import erase_handles, rewrite_digests
 from .mentions import PLATFORMS, normalise_handle
+from .settings import Settings
 
 ROLES = (
     "burgemeester",
@@ -180,6 +183,15 @@ def register_officials(
     errors = []
     for index, official in enumerate(officials, start=1):
         for platform, handle in official.handles.items():
+            withdrawn = db.execute("SELECT withdrawn_at FROM withdrawn_accounts WHERE account_sha256 = ?",
+                                   [account_fingerprint(platform, handle)]).fetchone()
+            if withdrawn and official.consent_date <= withdrawn[0][:10]:
+                errors.append(
+                    f"{where}: official {index} ({official.name}): {platform} handle {handle} belonged to an "
+                    f"official who withdrew consent on {withdrawn[0][:10]}; field 'consent_date' "
+                    f"({official.consent_date}) must be after that to register them again"
+                )
+                continue
             owner = _account_owner(db, platform, handle)
             if owner is not None and not _same_official(db, owner, official):
                 errors.append(
@@ -254,13 +266,24 @@ def list_officials(db: sqlite_utils.Database, include_withdrawn: bool = False) -
     return [dict(zip(keys, row)) for row in rows]
 
 
-def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = "cli") -> dict[str, int]:
-    """Erase an official's mentions, scores, reviews, handles and name in one transaction; keep an audit line.
+def account_fingerprint(platform: str, handle: str) -> str:
+    """Return the SHA-256 by which a withdrawn official's account is recognised without keeping the handle."""
+    return hashlib.sha256(f"{platform}:{normalise_handle(platform, handle)}".encode("utf-8")).hexdigest()
+
+
+def withdraw_official(
+    db: sqlite_utils.Database, official_id: int, actor: str = "cli", settings: Settings | None = None
+) -> dict[str, int]:
+    """Erase an official's mentions, scores, reviews, handles, name, role and body in one transaction.
 
     A mention that also addresses another consenting official is only unlinked from this one: it stays for the
-    others, and is erased with the last of them.
+    others, and is erased with the last of them. Quarantined records holding one of their handles go too, and so do
+    their entries in cursors and run records (monitor.erasure). With SETTINGS, every digest file on disk is then
+    rewritten without them.
 
-    The consent row stays, without content, as the record that monitoring had a lawful basis and then ended.
+    The consent row stays, without content, as the record that monitoring had a lawful basis and then ended; an
+    audit line says what was erased; each account is remembered only as a SHA-256, so that re-importing a CSV that
+    still lists the official is refused (see register_officials).
     """
     row = db.execute("SELECT status FROM officials WHERE id = ?", [official_id]).fetchone()
     if row is None:
@@ -272,6 +295,8 @@ def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = 
     orphaned = """SELECT t.mention_id FROM mention_targets t WHERE t.official_id = :official
                   AND NOT EXISTS (SELECT 1 FROM mention_targets o WHERE o.mention_id = t.mention_id
                                   AND o.official_id != :official)"""
+    accounts = db.execute("SELECT platform, handle FROM accounts WHERE official_id = ?", [official_id]).fetchall()
+    now = utcnow()
     with write_transaction(db):
         for table, sql in (
             ("scores", f"SELECT count(*) FROM scores WHERE mention_id IN ({orphaned})"),
@@ -286,14 +311,22 @@ def withdraw_official(db: sqlite_utils.Database, official_id: int, actor: str = 
         db.execute(f"DELETE FROM mentions WHERE id IN ({orphaned})", {"official": official_id})
         db.execute("DELETE FROM mention_targets WHERE official_id = ?", [official_id])
         db.execute("DELETE FROM accounts WHERE official_id = ?", [official_id])
+        counts.update(erase_handles(db, [(platform, handle) for platform, handle in accounts]))
+        for platform, handle in accounts:
+            db.execute("INSERT INTO withdrawn_accounts (account_sha256, withdrawn_at) VALUES (?, ?) "
+                       "ON CONFLICT(account_sha256) DO UPDATE SET withdrawn_at = excluded.withdrawn_at",
+                       [account_fingerprint(platform, handle), now])
         db.execute(
-            "UPDATE officials SET name = '', email = NULL, status = 'withdrawn' WHERE id = ?", [official_id]
+            "UPDATE officials SET name = '', role = '', body_name = '', email = NULL, status = 'withdrawn' "
+            "WHERE id = ?", [official_id]
         )
         db.execute(
             "UPDATE consents SET withdrawn_at = ?, withdrawn_by = ? WHERE official_id = ? AND withdrawn_at IS NULL",
-            [utcnow(), actor, official_id],
+            [now, actor, official_id],
         )
         audit(db, "official.withdrawn", f"official:{official_id}", counts, actor)
+    if settings is not None:
+        counts.update(rewrite_digests(db, settings, actor))
     return counts
 
 

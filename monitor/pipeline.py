@@ -7,7 +7,9 @@ cursor never runs ahead of the data: a crash anywhere loses nothing and duplicat
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,64 +17,30 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from scrapers.base import Batch, Source, SourceStopped
+from scrapers.source_types import build_source
 
 from .classifier import Classifier, judge
-from .db import score_row, utcnow, write_transaction
-from .mentions import Mention, normalise_handle
+from .db import audit, quarantine_excerpt, score_row, utcnow, write_transaction
+from .mentions import Mention, normalise_handle, payload_hash
 from .officials import consenting_accounts
-from .settings import Settings, SourceSettings
+from .settings import Settings
 
 log = logging.getLogger(__name__)
+# The collector_runs ids this process is running now (serve runs sources in threads).
+_ACTIVE_RUNS: set[int] = set()
 _MENTIONED = re.compile(r"@([A-Za-z0-9_.\-]+(?:@[A-Za-z0-9.\-]+\.[A-Za-z]{2,})?)")
 
-SourceFactory = Callable[[str, SourceSettings, Settings, sqlite_utils.Database], Source]
-_SOURCE_TYPES: dict[str, SourceFactory] = {}
-
-
-def register_source_type(type_name: str, factory: SourceFactory) -> None:
-    """Make a collector type available to the [sources.NAME] tables of the settings."""
-    _SOURCE_TYPES[type_name] = factory
-
-
-def _file_source(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> Source:
-    from pathlib import Path
-
-    from scrapers.files import FileSource
-
-    path = getattr(config, "path", None)
-    if not path:
-        raise ValueError(f"source {name!r}: field 'path' is required for type 'file'")
-    return FileSource(name, settings.resolve(Path(path)))
-
-
-register_source_type("file", _file_source)
 
 
 def build_sources(settings: Settings, db: sqlite_utils.Database, only: list[str] | None = None) -> list[Source]:
-    """Build the enabled sources named in the settings (or just ONLY)."""
-    _load_platform_collectors()
-    sources = []
-    for name, config in settings.sources.items():
-        if only and name not in only:
-            continue
-        if not config.enabled and not only:
-            continue
-        if config.type not in _SOURCE_TYPES:
-            raise ValueError(
-                f"source {name!r}: unknown type {config.type!r} (available: {', '.join(sorted(_SOURCE_TYPES))})"
-            )
-        sources.append(_SOURCE_TYPES[config.type](name, config, settings, db))
+    """Build the enabled sources named in the settings (or just ONLY), through the table in scrapers.source_types."""
     if only:
         unknown = set(only) - set(settings.sources)
         if unknown:
             raise ValueError(f"unknown source(s): {', '.join(sorted(unknown))}")
-    return sources
-
-
-def _load_platform_collectors() -> None:
-    """Import the collectors so that they register their source types."""
-    import scrapers.registry  # noqa: F401
-    import scrapers.research_tools  # noqa: F401
+    # Named sources run even when disabled (a person asked for them); otherwise every enabled one.
+    chosen = {name: config for name, config in settings.sources.items() if (name in only if only else config.enabled)}
+    return [build_source(name, config, settings, db) for name, config in chosen.items()]
 
 
 @dataclass
@@ -98,15 +66,60 @@ def get_cursor(db: sqlite_utils.Database, source: str) -> str | None:
     return row[0] if row else None
 
 
+def reset_cursor(db: sqlite_utils.Database, source: str, actor: str = "cli") -> str | None:
+    """Forget SOURCE's cursor and rate-limit wait on purpose, so its next run reads from the start; return the old one.
+
+    Posts already stored are skipped when read again, so a reset repeats reads, never stored data.
+    """
+    old = get_cursor(db, source)
+    with write_transaction(db):
+        db.execute("DELETE FROM cursors WHERE source = ?", [source])
+        audit(db, "cursor.reset", f"source:{source}", {"had_cursor": old is not None}, actor)
+    return old
+
+
+def mark_interrupted_runs(db: sqlite_utils.Database) -> int:
+    """Mark runs still shown as running whose process is gone (killed, crashed, machine restarted) as interrupted.
+
+    A run records its process id; one with no live process behind it will never finish, so it must not read as
+    running forever. Returns how many were marked.
+    """
+    stale = [run_id for run_id, pid in db.execute(
+        "SELECT id, pid FROM collector_runs WHERE status = 'running'").fetchall() if not _run_alive(run_id, pid)]
+    if stale:
+        with write_transaction(db):
+            db.execute(
+                f"UPDATE collector_runs SET status = 'interrupted', errors = 1, finished_at = coalesce(finished_at, ?), "
+                "error_message = 'the process ended mid-run (killed or crashed); the next run resumes from the "
+                f"last committed batch' WHERE id IN ({','.join('?' * len(stale))})", [utcnow(), *stale])
+    return len(stale)
+
+
+def _run_alive(run_id: int, pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return run_id in _ACTIVE_RUNS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
 def match_officials(mention: Mention, accounts: dict[tuple[str, str], int]) -> dict[int, str]:
     """Return {official_id: handle} for every consenting official a mention addresses.
 
-    The target (the account whose search found the post) comes first, then every @handle in the text, so a post
-    naming two officials reaches both.
+    The target (the account whose search found the post) comes first, then the handles the platform says the post
+    addresses, then every @handle in the text, so a post naming two officials reaches both. An official's own post
+    (a reply in their own thread) is not a mention of them.
     """
     candidates = []
     if mention.target_handle:
         candidates.append(mention.target_handle)
+    candidates.extend(mention.addressed)
     candidates.extend(_MENTIONED.findall(mention.text))
     matched: dict[int, str] = {}
     for handle in candidates:
@@ -114,14 +127,9 @@ def match_officials(mention: Mention, accounts: dict[tuple[str, str], int]) -> d
         official_id = accounts.get((mention.platform, name))
         if official_id is not None:
             matched.setdefault(official_id, name)
-    if mention.platform == "mastodon":
-        # Mastodon replies often show only the local part (@name) of user@instance.
-        local = {h.split("@")[0]: (oid, h) for (p, h), oid in accounts.items() if p == "mastodon"}
-        for handle in candidates:
-            name = normalise_handle("mastodon", handle)
-            if "@" not in name and name in local:
-                official_id, full = local[name]
-                matched.setdefault(official_id, full)
+    if mention.author_handle:
+        author = accounts.get((mention.platform, normalise_handle(mention.platform, mention.author_handle)))
+        matched.pop(author, None)
     return matched
 
 
@@ -203,7 +211,8 @@ def store_batch(
                     "run_id": run_id,
                     "location": item.location,
                     "reason": item.reason,
-                    "raw": item.raw,
+                    "raw": quarantine_excerpt(item.raw),
+                    "raw_sha256": payload_hash(item.raw) if item.raw is not None else None,
                     "quarantined_at": now,
                 }
             )
@@ -254,10 +263,14 @@ def run_source(
         summary.status, summary.retry_after = "waiting", wait_until
         summary.error = f"rate limited until {wait_until}"
         return summary
+    mark_interrupted_runs(db)
     cursor = get_cursor(db, source.name)
-    run_id = db["collector_runs"].insert(
-        {"source": source.name, "started_at": utcnow(), "status": "running", "cursor_before": cursor}
-    ).last_pk
+    with write_transaction(db):
+        run_id = db["collector_runs"].insert(
+            {"source": source.name, "started_at": utcnow(), "status": "running", "cursor_before": cursor,
+             "pid": os.getpid()}
+        ).last_pk
+    _ACTIVE_RUNS.add(run_id)
     try:
         for batch in source.fetch(cursor):
             store_batch(db, source.name, run_id, batch, classifier, settings, summary)
@@ -277,17 +290,38 @@ def run_source(
             db.conn.commit()
     except Exception as exc:  # one failing source must not stop the others
         summary.status, summary.error = "error", f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, sqlite3.OperationalError) and _is_locked(exc):
+            summary.error = (f"database is locked: another process held the write lock longer than the busy timeout "
+                             f"({exc}); the batch was not stored and is read again on the next run")
         log.error("%s: run failed: %s", source.name, summary.error)
-    db["collector_runs"].update(
-        run_id,
-        {
-            "finished_at": utcnow(),
-            "status": summary.status,
-            "errors": 0 if summary.status in ("ok", "interrupted") else 1,
-            "error_message": summary.error,
-        },
-    )
+    finally:
+        _ACTIVE_RUNS.discard(run_id)
+    _finish_run(db, run_id, summary)
     return summary
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _finish_run(db: sqlite_utils.Database, run_id: int, summary: SourceRun) -> None:
+    """Record how a run ended; if the database stays locked even for that, say so (the run reads as interrupted)."""
+    try:
+        with write_transaction(db):
+            db["collector_runs"].update(
+                run_id,
+                {
+                    "finished_at": utcnow(),
+                    "status": summary.status,
+                    "errors": 0 if summary.status in ("ok", "interrupted") else 1,
+                    "error_message": summary.error,
+                },
+            )
+    except sqlite3.OperationalError as exc:
+        if not _is_locked(exc):
+            raise
+        log.error("%s: could not record the end of run %d, the database is still locked: %s", summary.source,
+                  run_id, exc)
 
 
 def run_once(

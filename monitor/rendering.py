@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+QUOTE_MARK = "    | "
 
 _ENV = Environment(
     loader=PackageLoader("monitor", "templates"),
@@ -11,6 +16,20 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def one_line(value: object) -> str:
+    """Return VALUE as a single line: a name or handle must not start a line of its own in plain text."""
+    return _LINE_BREAKS.sub(" ", str(value)).strip()
+
+
+def quoted(value: object) -> str:
+    """Return VALUE with every line behind a quote mark, so a post's own lines cannot pass for digest structure."""
+    return "\n".join(QUOTE_MARK + line for line in _LINE_BREAKS.split(str(value)))
+
+
+_ENV.filters["one_line"] = one_line
+_ENV.filters["quoted"] = quoted
 
 
 def render(template: str, **context: object) -> str:

@@ -1,4 +1,4 @@
-"""Retention: mentions older than the configured limit are deleted, with their scores and reviews."""
+"""Retention: mentions older than the configured limit are deleted, with their scores, reviews, quarantine and digests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 import sqlite_utils
 
 from .db import audit, write_transaction
+from .erasure import delete_digests_before
 from .settings import Settings
 
 
@@ -21,4 +22,6 @@ def purge_expired(db: sqlite_utils.Database, settings: Settings, now: dt.datetim
         quarantined = db.execute("SELECT count(*) FROM quarantine WHERE quarantined_at < ?", [cutoff]).fetchone()[0]
         db.execute("DELETE FROM quarantine WHERE quarantined_at < ?", [cutoff])
         audit(db, "retention.purged", "mentions", {"cutoff": cutoff, "mentions": mentions, "quarantine": quarantined})
-    return {"mentions": mentions, "quarantine": quarantined, "cutoff": cutoff}
+    # A digest quotes the mentions of its day: it goes when they do.
+    digests = delete_digests_before(db, cutoff[:10])
+    return {"mentions": mentions, "quarantine": quarantined, "digests": digests, "cutoff": cutoff}

@@ -79,7 +79,7 @@ class MonitorJobs:
         """Run one source once, stopping after the current batch when the service is asked to stop."""
         if self.stop_event.is_set():
             return None
-        db = open_db(self.settings.db_path)
+        db = open_db(self.settings.db_path, self.settings.busy_timeout_seconds)
         try:
             (source,) = build_sources(self.settings, db, only=[source_name])
             result = run_source(db, source, self.classifier, self.settings, should_stop=self.stop_event.is_set)
@@ -100,7 +100,7 @@ class MonitorJobs:
 
     def write_daily_digest(self) -> Path:
         """Write the digest for yesterday (local time) and return the path of its text version."""
-        db = open_db(self.settings.db_path)
+        db = open_db(self.settings.db_path, self.settings.busy_timeout_seconds)
         try:
             today = dt.datetime.now(ZoneInfo(self.settings.timezone)).date()
             _, text_path, digest = write_digest(
@@ -174,7 +174,7 @@ def serve(
     """Run the collectors and the digest on their schedule until STOP_EVENT is set or SIGTERM/SIGINT arrives."""
     stop_event = stop_event or threading.Event()
     # Migrate once here, so job threads never race to create the schema; and fail now on a misconfigured source.
-    db = open_db(settings.db_path)
+    db = open_db(settings.db_path, settings.busy_timeout_seconds)
     try:
         build_sources(settings, db)
     finally:

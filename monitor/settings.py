@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,10 +33,14 @@ class SettingsError(ValueError):
     """The configuration cannot be used; the message names the file and field."""
 
 
-class SourceSettings(BaseModel):
-    """One collector: its type, whether it runs, how often, and how long it may stay silent."""
+class StrictModel(BaseModel):
+    """A settings table that rejects keys it does not declare: a typo must fail, not be silently ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSettings(StrictModel):
+    """What every collector has: its type, whether it runs, how often, and how long it may stay silent."""
 
     type: str
     enabled: bool = True
@@ -45,19 +49,80 @@ class SourceSettings(BaseModel):
     silence_hours: float = Field(default=24, gt=0)
 
 
-class ClassifierSettings(BaseModel):
+class FileSourceSettings(SourceSettings):
+    """A file of posts in the generic format (JSON Lines or CSV)."""
+
+    type: Literal["file"]
+    path: Path
+
+
+class ExportSourceSettings(SourceSettings):
+    """A research-tool export: a 4CAT dataset or a Zeeschuimer capture."""
+
+    type: Literal["4cat", "zeeschuimer"]
+    path: Path
+    # The platform of a CSV whose rows cannot tell (no link or id that names it).
+    platform: Literal["x", "mastodon", "bluesky"] | None = None
+
+
+class PlatformSourceSettings(SourceSettings):
+    """What every platform API collector has: where the API is and how patiently it is retried (scrapers.http)."""
+
+    base_url: str | None = None
+    retry_attempts: int = Field(default=4, ge=1)
+    retry_wait_seconds: float = Field(default=1.0, ge=0)
+    retry_max_wait_seconds: float = Field(default=30.0, ge=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class XSourceSettings(PlatformSourceSettings):
+    """X API v2: mentions of the consenting officials' accounts within a monthly read budget."""
+
+    type: Literal["x"]
+    monthly_read_budget: int = Field(default=10_000, ge=0)
+    # X accepts 5 (mentions) or 10 (search) up to 100 posts a page; a smaller page is raised to the minimum.
+    page_size: int = Field(default=100, ge=1, le=100)
+
+
+class MastodonSourceSettings(PlatformSourceSettings):
+    """Mastodon: authorised accounts' notifications, and hashtag timelines on one instance for the others."""
+
+    type: Literal["mastodon"]
+    instance: str | None = None
+    hashtags: list[str] = Field(default_factory=list)
+
+
+class BlueskySourceSettings(PlatformSourceSettings):
+    """Bluesky: post search per account, or the notifications of the account we log in as."""
+
+    type: Literal["bluesky"]
+    login_handle: str | None = None
+    page_size: int = Field(default=100, ge=1, le=100)
+
+
+# One settings model per source type, chosen by the table's `type`.
+AnySourceSettings = Annotated[
+    FileSourceSettings | ExportSourceSettings | XSourceSettings | MastodonSourceSettings | BlueskySourceSettings,
+    Field(discriminator="type"),
+]
+SOURCE_TYPE_NAMES = ("file", "4cat", "zeeschuimer", "x", "mastodon", "bluesky")
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class ClassifierSettings(StrictModel):
     """Which model scores mentions, and where a label starts."""
 
     model: str = "weerbaar-onnx"
     model_path: Path = Path("models/weerbaar-e5-ft")
     batch_size: int = Field(default=32, ge=1)
-    # A category's label is set when its probability is at or over its threshold.
-    thresholds: dict[str, float] = Field(default_factory=lambda: {"aggression": 0.45, "threat": 0.69})
+    # A category's label is set when its probability is at or over its threshold; the defaults are the model's own.
+    thresholds: dict[str, Probability] = Field(default_factory=lambda: {
+        "aggression": 0.45, "threat": 0.6862, "insult": 0.25, "identity_attack": 0.2})
     # Score bands shown in digests: a probability at or over a band's floor gets that band.
-    bands: dict[str, float] = Field(default_factory=lambda: {"high": 0.85, "medium": 0.65, "low": 0.0})
+    bands: dict[str, Probability] = Field(default_factory=lambda: {"high": 0.85, "medium": 0.65, "low": 0.0})
 
 
-class DigestSettings(BaseModel):
+class DigestSettings(StrictModel):
     """Where and when the daily digest is written."""
 
     directory: Path = Path("var/digests")
@@ -72,9 +137,11 @@ class Settings(BaseSettings):
     db_path: Path = Path("var/weerbaar.db")
     timezone: str = "Europe/Amsterdam"
     retention_days: int = Field(default=365, ge=1)
+    # How long a write waits for another process holding the database's write lock before the run fails.
+    busy_timeout_seconds: float = Field(default=10.0, gt=0)
     classifier: ClassifierSettings = ClassifierSettings()
     digest: DigestSettings = DigestSettings()
-    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    sources: dict[str, AnySourceSettings] = Field(default_factory=dict)
     x_bearer_token: SecretStr | None = None
     mastodon_access_token: SecretStr | None = None
     bluesky_app_password: SecretStr | None = None
@@ -115,23 +182,78 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
             if candidate.exists():
                 path = candidate
                 break
+    text = ""
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise SettingsError(f"{path}: configuration file not found")
+        text = path.read_text(encoding="utf-8")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{path}: {exc}") from None
-        for name in SECRET_FIELDS:
-            if name in data:
-                raise SettingsError(
-                    f"{path}: field '{name}' is a secret; set WEERBAAR_{name.upper()} in the environment instead"
-                )
+        _refuse_secrets(path, text, data)
     _CONFIG_FILE["path"] = path
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(path, text, exc)) from None
     except ValueError as exc:
         raise SettingsError(f"{path or 'settings'}: {exc}") from None
     finally:
         _CONFIG_FILE["path"] = None
+
+
+def is_secret_key(key: str) -> bool:
+    """Return whether a settings key names a secret (a token, password or key) that belongs in the environment."""
+    key = key.lower()
+    return key in SECRET_FIELDS or key in ("password", "token", "secret", "api_key", "bearer_token") or key.endswith(
+        ("_password", "_token", "_secret", "_api_key"))
+
+
+def _refuse_secrets(path: Path, text: str, data: dict, table: tuple[str, ...] = ()) -> None:
+    """Raise SettingsError for a secret anywhere in the TOML file, at the top level or in any table."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _refuse_secrets(path, text, value, (*table, key))
+        elif is_secret_key(key):
+            where = f"[{'.'.join(table)}] " if table else ""
+            line = _line_of(text, table, key)
+            env = f"WEERBAAR_{key.upper()}" if not table else "the environment"
+            raise SettingsError(
+                f"{path}{f':{line}' if line else ''}: {where}field '{key}' is a secret; set it in {env} instead"
+                " and remove it from the file"
+            )
+
+
+def _line_of(text: str, table: tuple[str, ...], key: str) -> int | None:
+    """Return the line of KEY in TABLE of a TOML text (best effort: plain [table] headers and key = value lines)."""
+    current: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            current = tuple(part.strip().strip('"') for part in stripped.strip("[]").split("."))
+        elif current == table and stripped.split("=", 1)[0].strip().strip('"') == key and "=" in stripped:
+            return number
+    return None
+
+
+def describe_errors(path: Path | None, text: str, exc: ValidationError) -> str:
+    """Return a ValidationError as lines naming the file, line, table and key of each problem."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if len(loc) >= 3 and loc[0] == "sources" and loc[2] in SOURCE_TYPE_NAMES:
+            loc.pop(2)  # the union member pydantic tried, named by the table's own `type`
+        table, key = tuple(loc[:-1]), loc[-1] if loc else "?"
+        if error["type"] == "union_tag_invalid":
+            table, key = tuple(loc), "type"
+            message = f"unknown source type (expected one of {', '.join(SOURCE_TYPE_NAMES)})"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = error["msg"]
+        line = _line_of(text, table, key)
+        where = f"{path or 'settings'}{f':{line}' if line else ''}"
+        lines.append(f"{where}: [{'.'.join(table) or 'top level'}] {key}: {message}")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Bluesky through the atproto SDK: posts that mention consenting officials' accounts, normalised to mentions.
 
 Per watched account: ``app.bsky.feed.searchPosts`` with ``mentions=<handle>``, newest first (``sort=latest``), from
-the newest ``indexedAt`` already seen (``since``). An official who authorised us and whose handle is the configured
+the newest ``sortAt`` already seen (``since``, less an overlap). An official who authorised us and whose handle is the configured
 ``login_handle`` is read from ``app.bsky.notification.listNotifications`` (mentions and replies) instead. Logging in
 uses an app password from ``WEERBAAR_BLUESKY_APP_PASSWORD``; without one the public AppView is searched anonymously.
 
@@ -15,6 +15,7 @@ Secret: ``WEERBAAR_BLUESKY_APP_PASSWORD``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -32,8 +33,9 @@ from atproto_client.exceptions import (
 from atproto_client.models.utils import get_or_create
 from atproto_client.request import Request
 
-from monitor.mentions import Mention, MentionError, make_mention, parse_timestamp
-from monitor.settings import Settings, SourceSettings
+from monitor.mentions import Mention, MentionError, make_mention
+from monitor.settings import BlueskySourceSettings, Settings
+from monitor.times import parse_timestamp
 
 from .base import Batch, Quarantined, SourceStopped
 from .http import RetryPolicy, rate_limited, reset_from_epoch
@@ -54,6 +56,10 @@ PDS_URL = "https://bsky.social"
 PAGE_SIZE = 100
 PROFILES_CHUNK = 25  # app.bsky.actor.getProfiles takes at most 25 actors
 NOTIFICATION_REASONS = ["mention", "reply"]
+INVALID_HANDLE = "handle.invalid"
+# How far back each search reaches before the newest sortAt already stored. A post's sortAt can be older than posts
+# already read when the AppView indexed it late; the pipeline skips the posts read twice.
+SINCE_OVERLAP = dt.timedelta(minutes=30)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -64,42 +70,93 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, RequestErrorBase) and response is not None and response.status_code >= 500
 
 
-def post_to_mention(post: dict, target_handle: str | None) -> Mention:
-    """Normalise one post view (or mention notification) into a mention; raise MentionError if unusable."""
+def quoted_text(post: dict) -> str | None:
+    """Return the text of the post a post view quotes (a record embed, with or without media), if any."""
+    embed = post.get("embed")
+    if not isinstance(embed, dict):
+        return None
+    record = embed.get("record")
+    if isinstance(record, dict) and str(embed.get("$type", "")).startswith("app.bsky.embed.recordWithMedia"):
+        record = record.get("record")
+    if not isinstance(record, dict):
+        return None
+    value = record.get("value")
+    text = value.get("text") if isinstance(value, dict) else None
+    return text if isinstance(text, str) and text.strip() else None
+
+
+def post_to_mention(post: dict, target_handle: str | None, raw: object = None) -> Mention:
+    """Normalise one post view, feed item ({post, reply}) or notification into a mention.
+
+    This is the one converter of Bluesky posts: the collector and the research-tool importers (4CAT keeps post views
+    with a ``4CAT_metadata`` block) both use it. A handle Bluesky cannot verify is served as "handle.invalid"; the
+    author's DID stands in for it. Raise MentionError if the post is unusable.
+    """
     if not isinstance(post, dict):
         raise MentionError("(post)", "not a JSON object")
+    if "uri" not in post and isinstance(post.get("post"), dict):
+        parent_author = (((post.get("reply") or {}).get("parent") or {}).get("author") or {}).get("handle")
+        target_handle = target_handle or parent_author
+        post = post["post"]
     author = post.get("author") or {}
     record = post.get("record") or {}
     uri = post.get("uri")
-    handle = author.get("handle") or author.get("did")
+    did = author.get("did")
+    handle = author.get("handle")
+    if not handle or handle == INVALID_HANDLE:
+        handle = did
     rkey = uri.rsplit("/", 1)[-1] if isinstance(uri, str) else None
     langs = record.get("langs") or []
     parent = ((record.get("reply") or {}).get("parent") or {}).get("uri")
+    target_handle = target_handle or (post.get("4CAT_metadata") or {}).get("reply_to")
     return make_mention(
         platform="bluesky",
         post_id=uri,
         text=record.get("text"),
-        created_at=record.get("createdAt"),
-        raw=post,
+        created_at=record.get("createdAt") or record.get("created_at"),
+        raw=post if raw is None else raw,
         target_handle=target_handle,
         author_handle=handle,
-        author_id=author.get("did"),
+        author_id=did,
         url=f"https://bsky.app/profile/{handle}/post/{rkey}" if handle and rkey else None,
         in_reply_to=parent,
         lang=langs[0] if langs and isinstance(langs[0], str) else None,
+        context_text=quoted_text(post),
     )
 
 
-def _seen_at(post: object) -> str | None:
-    """Return when Bluesky indexed a post (else when it says it was written), as comparable UTC text."""
+def sort_at(post: object) -> str | None:
+    """Return a post's sortAt, the time searchPosts filters ``since`` on: the earlier of createdAt and indexedAt.
+
+    A post written long before Bluesky indexed it sorts by its createdAt; one claiming a future createdAt sorts by
+    when it was indexed. Returned as comparable UTC text; None when neither time is readable.
+    """
     if not isinstance(post, dict):
         return None
+    times = []
     for value in (post.get("indexedAt"), (post.get("record") or {}).get("createdAt")):
         try:
-            return parse_timestamp(value)
-        except (ValueError, TypeError):
+            times.append(parse_timestamp(value))
+        except ValueError:
             continue
-    return None
+    return min(times) if times else None
+
+
+def since_with_overlap(cursor: str | None) -> str | None:
+    """Return the ``since`` to ask for: the cursor moved back by SINCE_OVERLAP, so late-indexed posts are read."""
+    if not cursor:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment - SINCE_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bluesky_source(name: str, config: BlueskySourceSettings, settings: Settings,
+                   db: sqlite_utils.Database) -> BlueskySource:
+    """Build a Bluesky source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return BlueskySource.from_settings(name, config, settings, db)
 
 
 class BlueskySource:
@@ -125,20 +182,20 @@ class BlueskySource:
 
     @classmethod
     def from_settings(
-        cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database
+        cls, name: str, config: BlueskySourceSettings, settings: Settings, db: sqlite_utils.Database
     ) -> BlueskySource:
         """Build the source from its [sources.NAME] table and the app password in the environment."""
         password = settings.bluesky_app_password.get_secret_value() if settings.bluesky_app_password else None
-        login_handle = getattr(config, "login_handle", None)
+        login_handle = config.login_handle
         logged_in = bool(login_handle and password)
         return cls(
             name,
             db,
-            base_url=getattr(config, "base_url", None) or (PDS_URL if logged_in else PUBLIC_APPVIEW_URL),
+            base_url=config.base_url or (PDS_URL if logged_in else PUBLIC_APPVIEW_URL),
             login_handle=login_handle if logged_in else None,
             app_password=password if logged_in else None,
             policy=RetryPolicy.from_settings(config),
-            page_size=int(getattr(config, "page_size", PAGE_SIZE)),
+            page_size=config.page_size,
         )
 
     def fetch(self, cursor: str | None) -> Iterator[Batch]:
@@ -213,12 +270,12 @@ class BlueskySource:
                          nsid: str) -> Iterator[Batch]:
         """Yield one batch per page of an account's mentions, newest first, back to the last one seen.
 
-        The account's cursor (the newest indexedAt seen) only moves once all its pages are stored, so a crash
-        re-reads (and skips as duplicates) rather than losing the older pages.
+        The account's cursor (the newest sortAt seen) only moves once all its pages are stored, so a crash re-reads
+        (and skips as duplicates) rather than losing the older pages. Each read reaches SINCE_OVERLAP further back.
         """
         key = f"bluesky:{account.handle}"
-        since = cursors.get(key)
-        newest = since
+        newest = cursors.get(key)
+        since = since_with_overlap(newest)
         page_cursor: str | None = None
         while True:
             if nsid == "app.bsky.feed.searchPosts":
@@ -238,9 +295,9 @@ class BlueskySource:
                 items = [n for n in body.get("notifications") or []
                          if not isinstance(n, dict) or n.get("reason") in NOTIFICATION_REASONS]
             # Older than the last one seen: already stored (the notification list has no `since`).
-            fresh = [p for p in items if since is None or (_seen_at(p) or since) >= since]
+            fresh = [p for p in items if since is None or (sort_at(p) or since) >= since]
             for post in fresh:
-                seen = _seen_at(post)
+                seen = sort_at(post)
                 if seen and (newest is None or seen > newest):
                     newest = seen
             batch = self._normalise(fresh, account)

@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import tenacity
 
+from monitor.times import iso_from_epoch, iso_utc, now
+
 from .base import SourceStopped
 
 log = logging.getLogger(__name__)
@@ -76,24 +78,16 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     )
 
 
-def iso_utc(moment: dt.datetime) -> str:
-    """Return MOMENT as an ISO 8601 UTC string with a Z suffix, the form stored in cursors.retry_after."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def reset_from_epoch(value: object) -> str | None:
     """Turn an epoch-seconds reset header (X, Bluesky) into an ISO UTC time, or None when unusable."""
     try:
-        return iso_utc(dt.datetime.fromtimestamp(float(value), tz=dt.timezone.utc))  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError, OSError):
+        return iso_from_epoch(value)
+    except ValueError:
         return None
 
 
 def rate_limited(platform: str, retry_after: str | None) -> SourceStopped:
     """Return the SourceStopped that a 429 becomes, with a retry time (a fallback when the platform gave none)."""
     if retry_after is None:
-        fallback = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=FALLBACK_RATE_LIMIT_MINUTES)
-        retry_after = iso_utc(fallback)
+        retry_after = iso_utc(now() + dt.timedelta(minutes=FALLBACK_RATE_LIMIT_MINUTES))
     return SourceStopped(f"{platform} rate limit reached (HTTP 429); not asking again before {retry_after}", retry_after)

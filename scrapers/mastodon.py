@@ -37,7 +37,7 @@ from mastodon.errors import (
 )
 
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import MastodonSourceSettings, Settings
 
 from .base import Batch, Quarantined, SourceStopped
 from .http import RetryPolicy, rate_limited, reset_from_epoch
@@ -59,6 +59,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (MastodonServerError, MastodonNetworkError))
 
 
+_VOID_TAGS = frozenset({"br", "img", "hr", "wbr", "input", "meta", "link", "source"})
+
+
 class _PlainText(HTMLParser):
     """Collect the text of a status's HTML: paragraphs and <br> become line breaks, scripts and styles vanish."""
 
@@ -66,8 +69,17 @@ class _PlainText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skipping = 0
+        # Depth inside a <p class="quote-inline">: the "RE: <link>" line Mastodon adds for clients without quote
+        # support, which clients that show the quote are meant to hide. The quote itself is kept as context.
+        self._quote_inline = 0
 
     def handle_starttag(self, tag, attrs):
+        if self._quote_inline:
+            self._quote_inline += tag not in _VOID_TAGS
+            return
+        if "quote-inline" in (dict(attrs).get("class") or "").split():
+            self._quote_inline = 1
+            return
         if tag in ("script", "style"):
             self._skipping += 1
         elif tag == "br":
@@ -80,6 +92,9 @@ class _PlainText(HTMLParser):
             self.parts.append("\n")
 
     def handle_endtag(self, tag):
+        if self._quote_inline:
+            self._quote_inline -= 1
+            return
         if tag in ("script", "style"):
             self._skipping = max(0, self._skipping - 1)
         elif tag in ("p", "blockquote"):
@@ -88,7 +103,7 @@ class _PlainText(HTMLParser):
             self.parts.append("\n")
 
     def handle_data(self, data):
-        if not self._skipping:
+        if not self._skipping and not self._quote_inline:
             self.parts.append(data)
 
 
@@ -114,8 +129,27 @@ def _full_acct(acct: str, instance: str) -> str:
     return acct if "@" in acct else f"{acct}@{instance}"
 
 
-def status_to_mention(status: dict, instance: str, target_handle: str | None) -> Mention:
-    """Normalise one Mastodon status, as served by INSTANCE, into a mention; raise MentionError if unusable."""
+def quoted_status(status: dict) -> dict | None:
+    """Return the status a status quotes, if any: Mastodon 4.5's ``quote.quoted_status``, or a bare ``quote``."""
+    quote = status.get("quote")
+    if not isinstance(quote, dict):
+        return None
+    if "quoted_status" in quote:
+        # Only an accepted quote is shown by Mastodon; a pending, rejected or revoked one has no status to show.
+        inner = quote.get("quoted_status")
+        return inner if isinstance(inner, dict) else None
+    return quote if "content" in quote else None
+
+
+def status_to_mention(status: dict, instance: str, target_handle: str | None,
+                      in_reply_to_uri: str | None = None) -> Mention:
+    """Normalise one Mastodon status, as served by INSTANCE, into a mention; raise MentionError if unusable.
+
+    The post id is the status's ActivityPub URI, the same on every instance. Mastodon gives the parent only as an
+    id local to INSTANCE, so the caller passes the parent's URI (IN_REPLY_TO_URI) for replies to be joined. Who the
+    post addresses comes from its ``mentions`` list, as full user@instance handles: the rendered text shows only
+    the local @name, which would match an official of the same name on another instance.
+    """
     if not isinstance(status, dict):
         raise MentionError("(status)", "not a JSON object")
     account = status.get("account") or {}
@@ -124,9 +158,11 @@ def status_to_mention(status: dict, instance: str, target_handle: str | None) ->
     if status.get("spoiler_text"):
         # A content warning is written by the author too, and can carry the insult itself.
         text = f"{status['spoiler_text']}\n\n{text}"
+    quoted = quoted_status(status)
+    addressed = [_full_acct(m["acct"], instance) for m in status.get("mentions") or []
+                 if isinstance(m, dict) and isinstance(m.get("acct"), str) and m["acct"]]
     mention = make_mention(
         platform="mastodon",
-        # The ActivityPub URI is the same on every instance; the numeric id is local to the one that served it.
         post_id=status.get("uri") or None,
         text=text,
         created_at=_as_iso(status.get("created_at")),
@@ -135,8 +171,10 @@ def status_to_mention(status: dict, instance: str, target_handle: str | None) ->
         author_handle=_full_acct(acct, instance) if isinstance(acct, str) and acct else None,
         author_id=account.get("url") or account.get("id"),
         url=status.get("url") or status.get("uri"),
-        in_reply_to=status.get("in_reply_to_id"),
+        in_reply_to=in_reply_to_uri,
         lang=status.get("language"),
+        context_text=html_to_text(quoted.get("content")) if quoted else None,
+        addressed=addressed,
     )
     if status.get("edited_at"):
         mention.extra["edited_at"] = str(status["edited_at"])
@@ -151,6 +189,12 @@ def _id_key(value: object) -> tuple[int, str]:
 
 def _is_newer(item_id: object, since_id: str | None) -> bool:
     return since_id is None or _id_key(item_id) > _id_key(since_id)
+
+
+def mastodon_source(name: str, config: MastodonSourceSettings, settings: Settings,
+                    db: sqlite_utils.Database) -> MastodonSource:
+    """Build a Mastodon source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return MastodonSource.from_settings(name, config, settings, db)
 
 
 class MastodonSource:
@@ -174,10 +218,11 @@ class MastodonSource:
         self.hashtags = [t.lstrip("#") for t in hashtags or []]
         self.policy = policy or RetryPolicy()
         self._clients: dict[tuple[str, bool], Mastodon] = {}
+        self._parent_uris: dict[tuple[str, str], str | None] = {}
 
     @classmethod
     def from_settings(
-        cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database
+        cls, name: str, config: MastodonSourceSettings, settings: Settings, db: sqlite_utils.Database
     ) -> MastodonSource:
         """Build the source from its [sources.NAME] table and the access token in the environment."""
         token = settings.mastodon_access_token.get_secret_value() if settings.mastodon_access_token else None
@@ -185,9 +230,9 @@ class MastodonSource:
             name,
             db,
             access_token=token,
-            base_url=getattr(config, "base_url", None),
-            instance=getattr(config, "instance", None),
-            hashtags=list(getattr(config, "hashtags", []) or []),
+            base_url=config.base_url,
+            instance=config.instance,
+            hashtags=list(config.hashtags),
             policy=RetryPolicy.from_settings(config),
         )
 
@@ -284,7 +329,7 @@ class MastodonSource:
             for item in fresh:
                 if newest is None or _id_key(item["id"]) > _id_key(newest):
                     newest = str(item["id"])
-            batch = self._normalise(fresh, instance, key, unwrap, target)
+            batch = self._normalise(api, fresh, instance, key, unwrap, target)
             if len(fresh) < len(page):
                 break
             batch.cursor = dump_cursor_map(cursors)
@@ -300,15 +345,35 @@ class MastodonSource:
         if account is not None:
             mark_account(self.db, account, "ok")
 
-    def _normalise(self, items: list[dict], instance: str, key: str, unwrap, target) -> Batch:
+    def _parent_uri(self, api: Mastodon, instance: str, status: dict) -> str | None:
+        """Return the ActivityPub URI of the status STATUS replies to, looked up once per run on INSTANCE."""
+        parent_id = status.get("in_reply_to_id")
+        if parent_id is None:
+            return None
+        key = (instance, str(parent_id))
+        if key not in self._parent_uris:
+            try:
+                parent = self.policy.call(is_transient, api.status, parent_id)
+                uri = parent.get("uri") if isinstance(parent, dict) else None
+            except (MastodonAPIError, MastodonNetworkError) as exc:
+                # Deleted, private or unreachable: the reply is kept, without the link to its parent.
+                log.info("%s: parent %s of a reply not found on %s: %s", self.name, parent_id, instance,
+                         type(exc).__name__)
+                uri = None
+            self._parent_uris[key] = uri if isinstance(uri, str) else None
+        return self._parent_uris[key]
+
+    def _normalise(self, api: Mastodon, items: list[dict], instance: str, key: str, unwrap, target) -> Batch:
         """Turn notifications or statuses (UNWRAP finds the status) into mentions and quarantined records."""
         batch = Batch()
         for item in items:
             status = unwrap(item)
+            if isinstance(status, dict) and status.get("reblog"):
+                continue  # a boost repeats someone else's status, which is found on its own
             try:
                 if not isinstance(status, dict):
                     raise MentionError("status", "missing status")
-                mention = status_to_mention(status, instance, target(status))
+                mention = status_to_mention(status, instance, target(status), self._parent_uri(api, instance, status))
             except MentionError as exc:
                 batch.quarantined.append(
                     Quarantined(f"{key}: {'notification' if status is not item else 'status'} {item.get('id', '?')}",

@@ -1,6 +1,5 @@
-"""Wire the platform collectors into the pipeline, and what they share: the accounts they watch and their cursors.
+"""What the platform collectors share: the accounts they watch and their cursors.
 
-Each platform source type ("x", "mastodon", "bluesky") is registered through the same hook as the file source.
 A platform source's cursor is a JSON map with one entry per watched account (or hashtag), for example
 ``{"x:gemeente_ams": "1790000000000000000"}``; every batch carries the whole map, so a crash resumes each account
 where its last committed batch left it.
@@ -16,10 +15,6 @@ import sqlite_utils
 
 from monitor.db import write_transaction
 from monitor.officials import consenting_accounts
-from monitor.pipeline import register_source_type
-from monitor.settings import Settings, SourceSettings
-
-from .base import Source
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +101,3 @@ def read_cursor_map(cursor: str | None) -> dict[str, str]:
 def dump_cursor_map(cursors: dict[str, str]) -> str:
     """Return the per-account cursor map as the JSON stored in cursors.cursor."""
     return json.dumps(cursors, sort_keys=True)
-
-
-def _x_source(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> Source:
-    from .twitter import XSource
-
-    return XSource.from_settings(name, config, settings, db)
-
-
-def _mastodon_source(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> Source:
-    from .mastodon import MastodonSource
-
-    return MastodonSource.from_settings(name, config, settings, db)
-
-
-def _bluesky_source(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> Source:
-    from .bluesky import BlueskySource
-
-    return BlueskySource.from_settings(name, config, settings, db)
-
-
-register_source_type("x", _x_source)
-register_source_type("mastodon", _mastodon_source)
-register_source_type("bluesky", _bluesky_source)

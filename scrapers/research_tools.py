@@ -5,16 +5,22 @@ the cursor is the number of lines consumed, and a record that cannot become a me
 
 4CAT CSV columns (its `map_item` output): ``id``, ``thread_id``, ``timestamp`` (UTC, "YYYY-MM-DD HH:MM:SS") or
 ``created_at`` (ISO 8601), ``unix_timestamp``, ``author``, ``author_fullname``, ``author_id``, ``body``, ``link`` (or
-``url``), ``language_guess``, ``replied_user`` (X) or ``replied_to_user`` (Bluesky). 4CAT's NDJSON holds the raw
-items: an X GraphQL tweet (with ``__import_meta`` when it came from Zeeschuimer) or a Bluesky post view.
+``url``), ``language_guess`` (X) or ``languages`` (Bluesky, comma-separated), ``replied_user`` (X),
+``replied_author`` or ``replied_to_user`` (Bluesky), ``is_retweet``. 4CAT's NDJSON holds the raw items: an X API v2
+tweet (4CAT's own X search: the author inlined as ``author_user``, the replied-to account as ``in_reply_to_user``,
+referenced posts inlined in ``referenced_tweets``), an X GraphQL tweet (with ``__import_meta`` when it came from
+Zeeschuimer) or a Bluesky post view.
 
 Zeeschuimer NDJSON: one item a line with ``item_id``, ``source_platform`` ("twitter.com", "x.com", "bsky.app"),
-``timestamp_collected`` (ms) and ``data``, the platform's raw item.
+``timestamp_collected`` (ms) and ``data``, the platform's raw item. Zeeschuimer's CSV export holds the same mapped
+columns as 4CAT's, separated by semicolons.
+
+Every raw platform item is converted by its platform's own module (scrapers.twitter, scrapers.bluesky); this module
+only unwraps the tools' envelopes and reads their flat CSV columns. Retweets are skipped: someone else's words.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,91 +29,42 @@ from urllib.parse import urlparse
 import sqlite_utils
 
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.pipeline import register_source_type
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import ExportSourceSettings, Settings
+from monitor.times import iso_from_epoch
 
-from .files import BATCH_SIZE, FileSource, parse_generic
+from . import bluesky, twitter
+from .files import BATCH_SIZE, FileSource, csv_delimiter, parse_generic
 
 EXPORT_FORMATS = ("generic", "4cat", "zeeschuimer")
 ZEESCHUIMER_PLATFORMS = {"twitter.com": "x", "x.com": "x", "bsky.app": "bluesky"}
 _HOSTS = {"x.com": "x", "twitter.com": "x", "mobile.twitter.com": "x", "bsky.app": "bluesky"}
-X_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"  # "Wed Oct 10 20:19:24 +0000 2018"
 
 
 class ExportFormatError(ValueError):
     """The export's format cannot be recognised; the message names the file."""
 
 
-# -- X and Bluesky raw items, as Zeeschuimer and 4CAT's NDJSON keep them ---------------------------------------------
+# -- X and Bluesky raw items, as Zeeschuimer and 4CAT's NDJSON keep them: each platform's own converter reads them ----
 
 
-def parse_x_tweet(tweet: dict, raw: object) -> Mention:
-    """Turn an X GraphQL tweet result (legacy.full_text, core.user_results...) into a mention."""
-    if "legacy" not in tweet and isinstance(tweet.get("tweet"), dict):
-        tweet = tweet["tweet"]  # TweetWithVisibilityResults wraps the tweet one level deeper
-    legacy = tweet.get("legacy") or {}
-    user = ((tweet.get("core") or {}).get("user_results") or {}).get("result") or {}
-    # X moved screen_name from user.legacy to user.core in 2025; exports from either era exist.
-    screen_name = (user.get("legacy") or {}).get("screen_name") or (user.get("core") or {}).get("screen_name")
-    # Posts over 280 characters keep their full text in note_tweet; legacy.full_text is cut short.
-    note = (((tweet.get("note_tweet") or {}).get("note_tweet_results") or {}).get("result") or {}).get("text")
-    post_id = tweet.get("rest_id") or legacy.get("id_str")
-    replied = legacy.get("in_reply_to_screen_name")
-    return make_mention(
-        platform="x",
-        post_id=post_id,
-        text=note or legacy.get("full_text"),
-        created_at=_x_time(legacy.get("created_at")),
-        raw=raw,
-        target_handle=f"@{replied}" if replied else None,
-        author_handle=f"@{screen_name}" if screen_name else None,
-        author_id=legacy.get("user_id_str") or user.get("rest_id"),
-        url=f"https://x.com/{screen_name}/status/{post_id}" if screen_name and post_id else None,
-        in_reply_to=legacy.get("in_reply_to_status_id_str"),
-        lang=legacy.get("lang"),
-    )
+def _x_graphql_item(tweet: dict, raw: object) -> Mention | None:
+    """Return the mention an X web-client tweet is, or None for a retweet (someone else's words)."""
+    return None if twitter.is_retweet(tweet) else twitter.graphql_tweet_to_mention(tweet, raw)
 
 
-def _x_time(value: object) -> object:
-    """Return X's created_at as ISO 8601, or the value unchanged so make_mention names the bad field."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return dt.datetime.strptime(value, X_TIME_FORMAT).isoformat()
-    except ValueError:
-        return value
-
-
-def parse_bluesky_post(post: dict, raw: object, reply_to_handle: str | None = None) -> Mention:
-    """Turn a Bluesky post view (uri, author, record) or feed item ({post, reply}) into a mention."""
-    if "uri" not in post and isinstance(post.get("post"), dict):
-        parent_author = (((post.get("reply") or {}).get("parent") or {}).get("author") or {}).get("handle")
-        reply_to_handle = reply_to_handle or parent_author
-        post = post["post"]
-    record = post.get("record") or {}
-    author = post.get("author") or {}
-    uri, handle = post.get("uri"), author.get("handle")
-    reply_to_handle = reply_to_handle or (post.get("4CAT_metadata") or {}).get("reply_to")
-    langs = record.get("langs") or []
-    return make_mention(
-        platform="bluesky",
-        post_id=uri,
-        text=record.get("text"),
-        created_at=record.get("createdAt") or record.get("created_at"),
-        raw=raw,
-        target_handle=reply_to_handle,
-        author_handle=handle,
-        author_id=author.get("did"),
-        url=f"https://bsky.app/profile/{handle}/post/{uri.rsplit('/', 1)[-1]}" if handle and uri else None,
-        in_reply_to=((record.get("reply") or {}).get("parent") or {}).get("uri"),
-        lang=langs[0] if langs else None,
-    )
+def _x_api_v2_item(tweet: dict, raw: object) -> Mention | None:
+    """Return the mention a 4CAT X API v2 tweet (with ``author_user``) is, or None for a retweet."""
+    if twitter.is_retweet(tweet):
+        return None
+    replied_user = tweet.get("in_reply_to_user")
+    replied = replied_user.get("username") if isinstance(replied_user, dict) else None
+    return twitter.tweet_to_mention(tweet, {}, replied, raw=raw)
 
 
 # -- Zeeschuimer ------------------------------------------------------------------------------------------------------
 
 
-def parse_zeeschuimer_item(item: dict, raw: object) -> Mention:
+def parse_zeeschuimer_item(item: dict, raw: object) -> Mention | None:
     """Turn one Zeeschuimer NDJSON item into a mention; raise MentionError naming the bad field."""
     if not isinstance(item, dict):
         raise MentionError("(record)", "not a JSON object")
@@ -120,13 +77,22 @@ def parse_zeeschuimer_item(item: dict, raw: object) -> Mention:
     data = item.get("data")
     if not isinstance(data, dict):
         raise MentionError("data", "missing or not an object")
-    return parse_x_tweet(data, raw) if platform == "x" else parse_bluesky_post(data, raw)
+    return _x_graphql_item(data, raw) if platform == "x" else bluesky.post_to_mention(data, None, raw)
+
+
+def parse_zeeschuimer_record(record: dict, raw: object, platform: str | None = None) -> Mention | None:
+    """Turn one Zeeschuimer NDJSON item, or one row of its semicolon-separated CSV export, into a mention."""
+    if isinstance(record, dict) and "data" in record and "source_platform" in record:
+        return parse_zeeschuimer_item(record, raw)
+    if not isinstance(record, dict):
+        raise MentionError("(record)", "not a JSON object")
+    return _parse_4cat_row(record, raw, platform)
 
 
 # -- 4CAT --------------------------------------------------------------------------------------------------------------
 
 
-def parse_4cat_record(record: dict, raw: object, platform: str | None = None) -> Mention:
+def parse_4cat_record(record: dict, raw: object, platform: str | None = None) -> Mention | None:
     """Turn one 4CAT CSV row or NDJSON item into a mention; PLATFORM is used when the row cannot tell."""
     if not isinstance(record, dict):
         raise MentionError("(record)", "not a JSON object")
@@ -136,32 +102,47 @@ def parse_4cat_record(record: dict, raw: object, platform: str | None = None) ->
         data = {key: value for key, value in record.items() if key != "__import_meta"}
         return parse_zeeschuimer_item({**meta, "data": data}, raw)
     if "rest_id" in record and "legacy" in record:
-        return parse_x_tweet(record, raw)
+        return _x_graphql_item(record, raw)
+    if "author_user" in record and "text" in record:
+        return _x_api_v2_item(record, raw)
     if isinstance(record.get("record"), dict) and str(record.get("uri", "")).startswith("at://"):
-        return parse_bluesky_post(record, raw)
+        return bluesky.post_to_mention(record, None, raw)
     return _parse_4cat_row(record, raw, platform)
 
 
-def _parse_4cat_row(row: dict, raw: object, platform: str | None) -> Mention:
-    link = (row.get("link") or row.get("url") or "").strip()
+def _column(row: dict, *names: str) -> str:
+    """Return the first non-empty of the columns NAMES in a CSV row, stripped ('' when none)."""
+    for name in names:
+        value = row.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def _parse_4cat_row(row: dict, raw: object, platform: str | None) -> Mention | None:
+    link = _column(row, "link", "url")
     platform = platform or _platform_of(link, str(row.get("id") or ""))
     if platform is None:
         raise MentionError("link", "cannot tell the platform from 'link' or 'id'; give the export's platform")
-    unix = str(row.get("unix_timestamp") or "").strip()
-    if unix.isdigit():
-        created_at: object = dt.datetime.fromtimestamp(int(unix), dt.timezone.utc).isoformat()
-    else:
-        created_at = row.get("created_at") or row.get("timestamp")
-    author = (row.get("author") or "").strip() or None
-    replied = (row.get("replied_user") or row.get("replied_to_user") or "").strip() or None
+    if _column(row, "is_retweet").lower() == "yes":
+        return None
+    unix = _column(row, "unix_timestamp")
+    try:
+        created_at: object = iso_from_epoch(unix) if unix.isdigit() else (row.get("created_at") or row.get("timestamp"))
+    except ValueError:
+        raise MentionError("unix_timestamp", f"not an epoch time: {unix!r}") from None
+    author = _column(row, "author") or None
+    replied = _column(row, "replied_user", "replied_author", "replied_to_user") or None
+    text: object = row.get("body")
     if platform == "x":
         author = f"@{author.lstrip('@')}" if author else None
         replied = f"@{replied.lstrip('@')}" if replied else None
-    lang = (row.get("language_guess") or row.get("lang") or "").strip()
+        text = twitter.unescape_x_text(text)
+    lang = _column(row, "language_guess", "languages", "lang").split(",")[0].strip()
     return make_mention(
         platform=platform,
         post_id=row.get("id"),
-        text=row.get("body"),
+        text=text,
         created_at=created_at,
         raw=raw,
         target_handle=replied,
@@ -208,7 +189,7 @@ class ExportSource(FileSource):
         self.parse: Callable[[dict, object], Mention] = {
             "generic": parse_generic,
             "4cat": lambda record, raw: parse_4cat_record(record, raw, platform),
-            "zeeschuimer": parse_zeeschuimer_item,
+            "zeeschuimer": lambda record, raw: parse_zeeschuimer_record(record, raw, platform),
         }[export_format]
 
 
@@ -220,9 +201,11 @@ def detect_format(path: str | Path) -> str:
     with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
         first = next((line for line in handle if line.strip()), "")
     if path.suffix.lower() == ".csv":
-        columns = {column.strip().lower() for column in first.strip().split(",")}
+        delimiter = csv_delimiter(first)
+        columns = {column.strip().strip('"').lower() for column in first.strip().split(delimiter)}
         if "body" in columns:
-            return "4cat"
+            # Zeeschuimer writes its CSV with semicolons, 4CAT with commas; the columns are the same.
+            return "zeeschuimer" if delimiter == ";" else "4cat"
         if {"platform", "text"} <= columns:
             return "generic"
         raise ExportFormatError(f"{path}: CSV without a 'body' (4CAT) or 'platform' and 'text' (generic) column")
@@ -233,7 +216,7 @@ def detect_format(path: str | Path) -> str:
     if isinstance(record, dict):
         if "source_platform" in record and "data" in record:
             return "zeeschuimer"
-        if {"__import_meta", "rest_id", "body"} & set(record) or "uri" in record:
+        if {"__import_meta", "rest_id", "body", "author_user"} & set(record) or "uri" in record:
             return "4cat"
         if {"platform", "text"} <= set(record):
             return "generic"
@@ -247,15 +230,7 @@ def open_export(path: str | Path, export_format: str = "auto", platform: str | N
     return ExportSource(f"import:{path.name}", path, chosen, platform)
 
 
-def _export_source_type(export_format: str):
-    def factory(name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> ExportSource:
-        path = getattr(config, "path", None)
-        if not path:
-            raise ValueError(f"source {name!r}: field 'path' is required for type {export_format!r}")
-        return ExportSource(name, settings.resolve(Path(path)), export_format, getattr(config, "platform", None))
-
-    return factory
-
-
-register_source_type("4cat", _export_source_type("4cat"))
-register_source_type("zeeschuimer", _export_source_type("zeeschuimer"))
+def export_source(name: str, config: ExportSourceSettings, settings: Settings,
+                  db: sqlite_utils.Database) -> ExportSource:
+    """Build a 4CAT or Zeeschuimer source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return ExportSource(name, settings.resolve(config.path), config.type, config.platform)

@@ -12,8 +12,6 @@ Secret: ``WEERBAAR_X_BEARER_TOKEN``.
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -26,10 +24,11 @@ from tweepy.errors import Forbidden, TooManyRequests, TwitterServerError, Unauth
 
 from monitor.db import write_transaction
 from monitor.mentions import Mention, MentionError, make_mention
-from monitor.settings import Settings, SourceSettings
+from monitor.settings import Settings, XSourceSettings
+from monitor.times import iso_from_x_legacy, month_of, start_of_next_month
 
 from .base import Batch, Quarantined, SourceStopped
-from .http import RetryPolicy, iso_utc, rate_limited, reset_from_epoch
+from .http import RetryPolicy, rate_limited, reset_from_epoch
 from .registry import (
     WatchedAccount,
     dump_cursor_map,
@@ -45,8 +44,11 @@ log = logging.getLogger(__name__)
 X_API_URL = "https://api.twitter.com"
 EXPANSIONS = ["author_id", "referenced_tweets.id", "in_reply_to_user_id"]
 USER_FIELDS = ["username"]
-TWEET_FIELDS = ["created_at", "conversation_id", "referenced_tweets", "lang", "author_id", "edit_history_tweet_ids"]
+# note_tweet carries the whole text of a post over 280 characters (text is cut there); entities lists who it names.
+TWEET_FIELDS = ["created_at", "conversation_id", "referenced_tweets", "lang", "author_id", "edit_history_tweet_ids",
+                "note_tweet", "entities", "in_reply_to_user_id"]
 PAGE_SIZE = 100
+MAX_PAGE_SIZE = 100
 # The smallest max_results each endpoint accepts; a budget with less left than this cannot be used without overrun.
 MIN_PAGE_SIZE = {"mentions": 5, "search": 10}
 # Users per lookup request (GET /2/users and /2/users/by accept at most 100).
@@ -98,31 +100,123 @@ class XClient(tweepy.Client):
             return response
 
 
-def tweet_to_mention(tweet: dict, users_by_id: dict[str, dict], target_handle: str | None) -> Mention:
-    """Normalise one API v2 tweet object (with the expanded users) into a mention; raise MentionError if unusable."""
+def unescape_x_text(text: object) -> object:
+    """Undo the HTML escaping X applies to post text (only &amp;, &lt; and &gt;); leave anything else unchanged."""
+    if not isinstance(text, str):
+        return text
+    # &amp; last, so that a literal "&amp;lt;" typed by the author stays "&lt;".
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def is_retweet(tweet: object) -> bool:
+    """Return whether an API v2 or GraphQL tweet is a retweet: someone else's words, found on their own."""
+    if not isinstance(tweet, dict):
+        return False
+    if any(isinstance(ref, dict) and ref.get("type") == "retweeted" for ref in tweet.get("referenced_tweets") or []):
+        return True
+    return bool((tweet.get("legacy") or {}).get("retweeted_status_result"))
+
+
+def _full_text(tweet: dict) -> object:
+    note = tweet.get("note_tweet")
+    if isinstance(note, dict) and isinstance(note.get("text"), str) and note["text"].strip():
+        return unescape_x_text(note["text"])
+    return unescape_x_text(tweet.get("text"))
+
+
+def tweet_to_mention(tweet: dict, users_by_id: dict[str, dict], target_handle: str | None,
+                     tweets_by_id: dict[str, dict] | None = None, raw: object = None) -> Mention:
+    """Normalise one API v2 tweet object (with the expanded users and tweets) into a mention.
+
+    USERS_BY_ID and TWEETS_BY_ID are the response's ``includes``; a quoted post's text becomes the mention's
+    context. 4CAT's NDJSON carries the same objects with the author under ``author_user`` and the referenced posts
+    inlined in ``referenced_tweets``; both shapes are read here. Raise MentionError if the tweet is unusable.
+    """
     if not isinstance(tweet, dict):
         raise MentionError("(tweet)", "not a JSON object")
+    users_by_id = dict(users_by_id)
+    for key in ("author_user", "in_reply_to_user"):
+        if isinstance(tweet.get(key), dict) and tweet[key].get("id"):
+            users_by_id.setdefault(str(tweet[key]["id"]), tweet[key])
     post_id = tweet.get("id")
     author_id = tweet.get("author_id")
     username = (users_by_id.get(str(author_id)) or {}).get("username")
     url = f"https://x.com/{username}/status/{post_id}" if username else f"https://x.com/i/web/status/{post_id}"
-    replied_to = next(
-        (ref.get("id") for ref in tweet.get("referenced_tweets") or [] if isinstance(ref, dict)
-         and ref.get("type") == "replied_to"),
-        None,
-    )
+    references = [ref for ref in tweet.get("referenced_tweets") or [] if isinstance(ref, dict)]
+    replied_to = next((ref.get("id") for ref in references if ref.get("type") == "replied_to"), None)
+    quoted = next((ref for ref in references if ref.get("type") == "quoted"), None)
+    context = None
+    if quoted is not None:
+        quoted = (tweets_by_id or {}).get(str(quoted.get("id"))) or quoted
+        context = _full_text(quoted) if quoted.get("text") else None
+    replied_user = (users_by_id.get(str(tweet.get("in_reply_to_user_id"))) or {}).get("username")
+    named = [m.get("username") for m in (tweet.get("entities") or {}).get("mentions") or [] if isinstance(m, dict)]
     return make_mention(
         platform="x",
         post_id=post_id,
-        text=tweet.get("text"),
+        text=_full_text(tweet),
         created_at=tweet.get("created_at"),
-        raw=tweet,
+        raw=tweet if raw is None else raw,
         target_handle=target_handle,
         author_handle=username,
         author_id=author_id,
         url=url,
         in_reply_to=replied_to,
         lang=tweet.get("lang"),
+        context_text=context,
+        addressed=[h for h in [replied_user, *named] if isinstance(h, str)],
+    )
+
+
+def _x_time(value: object) -> object:
+    """Return X's legacy created_at ("Wed Oct 10 20:19:24 +0000 2018") as ISO 8601, else the value unchanged."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return iso_from_x_legacy(value)
+    except ValueError:
+        return value
+
+
+def _graphql_core(tweet: dict) -> dict:
+    if "legacy" not in tweet and isinstance(tweet.get("tweet"), dict):
+        return tweet["tweet"]  # TweetWithVisibilityResults wraps the tweet one level deeper
+    return tweet
+
+
+def _graphql_text(tweet: dict) -> object:
+    legacy = tweet.get("legacy") or {}
+    # Posts over 280 characters keep their full text in note_tweet; legacy.full_text is cut short.
+    note = (((tweet.get("note_tweet") or {}).get("note_tweet_results") or {}).get("result") or {}).get("text")
+    return unescape_x_text(note or legacy.get("full_text"))
+
+
+def graphql_tweet_to_mention(tweet: dict, raw: object) -> Mention:
+    """Normalise an X web-client (GraphQL) tweet result, as Zeeschuimer captures it, into a mention."""
+    tweet = _graphql_core(tweet)
+    legacy = tweet.get("legacy") or {}
+    user = ((tweet.get("core") or {}).get("user_results") or {}).get("result") or {}
+    # X moved screen_name from user.legacy to user.core in 2025; exports from either era exist.
+    screen_name = (user.get("legacy") or {}).get("screen_name") or (user.get("core") or {}).get("screen_name")
+    post_id = tweet.get("rest_id") or legacy.get("id_str")
+    replied = legacy.get("in_reply_to_screen_name")
+    quoted = (tweet.get("quoted_status_result") or {}).get("result")
+    named = [m.get("screen_name") for m in (legacy.get("entities") or {}).get("user_mentions") or []
+             if isinstance(m, dict)]
+    return make_mention(
+        platform="x",
+        post_id=post_id,
+        text=_graphql_text(tweet),
+        created_at=_x_time(legacy.get("created_at")),
+        raw=raw,
+        target_handle=f"@{replied}" if replied else None,
+        author_handle=f"@{screen_name}" if screen_name else None,
+        author_id=legacy.get("user_id_str") or user.get("rest_id"),
+        url=f"https://x.com/{screen_name}/status/{post_id}" if screen_name and post_id else None,
+        in_reply_to=legacy.get("in_reply_to_status_id_str"),
+        lang=legacy.get("lang"),
+        context_text=_graphql_text(_graphql_core(quoted)) if isinstance(quoted, dict) else None,
+        addressed=[h for h in named if isinstance(h, str)],
     )
 
 
@@ -134,14 +228,9 @@ def _account_problem(error: dict) -> tuple[str, str]:
     return "not_found", detail
 
 
-def _month(moment: dt.datetime | None = None) -> str:
-    return (moment or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m")
-
-
-def _start_of_next_month() -> str:
-    now = dt.datetime.now(dt.timezone.utc)
-    days = calendar.monthrange(now.year, now.month)[1]
-    return iso_utc(dt.datetime(now.year, now.month, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=days))
+def x_source(name: str, config: XSourceSettings, settings: Settings, db: sqlite_utils.Database) -> XSource:
+    """Build an X source from its [sources.NAME] table (the entry of scrapers.source_types)."""
+    return XSource.from_settings(name, config, settings, db)
 
 
 class XSource:
@@ -163,18 +252,13 @@ class XSource:
         self.reads_this_run = 0
 
     @classmethod
-    def from_settings(cls, name: str, config: SourceSettings, settings: Settings, db: sqlite_utils.Database) -> XSource:
+    def from_settings(cls, name: str, config: XSourceSettings, settings: Settings,
+                      db: sqlite_utils.Database) -> XSource:
         """Build the source from its [sources.NAME] table and the bearer token in the environment."""
         token = settings.x_bearer_token.get_secret_value() if settings.x_bearer_token else None
         policy = RetryPolicy.from_settings(config)
-        client = XClient(token, getattr(config, "base_url", None) or X_API_URL, policy) if token else None
-        return cls(
-            name,
-            db,
-            client,
-            monthly_read_budget=int(getattr(config, "monthly_read_budget", DEFAULT_MONTHLY_READ_BUDGET)),
-            page_size=int(getattr(config, "page_size", PAGE_SIZE)),
-        )
+        client = XClient(token, config.base_url or X_API_URL, policy) if token else None
+        return cls(name, db, client, monthly_read_budget=config.monthly_read_budget, page_size=config.page_size)
 
     def fetch(self, cursor: str | None) -> Iterator[Batch]:
         """Yield batches of mentions per watched account, each with the whole per-account cursor map."""
@@ -193,12 +277,12 @@ class XSource:
                 yield from self._account_batches(account, cursors)
         finally:
             log.info("%s: read %d posts this run; %d of %d read in %s", self.name, self.reads_this_run,
-                     self.reads_in_month(), self.monthly_read_budget, _month())
+                     self.reads_in_month(), self.monthly_read_budget, month_of())
 
     def reads_in_month(self, month: str | None = None) -> int:
         """Return the posts this source read from X in MONTH (YYYY-MM, default this month)."""
         row = self.db.execute(
-            "SELECT reads FROM api_usage WHERE source = ? AND month = ?", [self.name, month or _month()]
+            "SELECT reads FROM api_usage WHERE source = ? AND month = ?", [self.name, month or month_of()]
         ).fetchone()
         return row[0] if row else 0
 
@@ -209,14 +293,17 @@ class XSource:
             self.db.execute(
                 "INSERT INTO api_usage (source, month, reads) VALUES (?, ?, ?) "
                 "ON CONFLICT(source, month) DO UPDATE SET reads = reads + excluded.reads",
-                [self.name, _month(), reads],
+                [self.name, month_of(), reads],
             )
 
     def _page_size_within_budget(self, endpoint: str) -> int | None:
         """Return the max_results for the next request so the budget cannot be overrun, or None when it is spent."""
         left = self.monthly_read_budget - self.reads_in_month()
-        size = min(self.page_size, left)
-        return size if size >= MIN_PAGE_SIZE[endpoint] else None
+        if left < MIN_PAGE_SIZE[endpoint]:
+            return None
+        # A page_size under the endpoint's minimum is raised to it: a small page must not read as a spent budget.
+        wanted = max(MIN_PAGE_SIZE[endpoint], min(self.page_size, MAX_PAGE_SIZE))
+        return min(wanted, left)
 
     @contextmanager
     def _platform_errors(self) -> Iterator[None]:
@@ -292,10 +379,10 @@ class XSource:
                     cursors[key] = newest
                     yield Batch(cursor=dump_cursor_map(cursors))
                 log.warning("%s: monthly read budget spent (%d of %d posts read in %s); no more X reads this month",
-                            self.name, self.reads_in_month(), self.monthly_read_budget, _month())
+                            self.name, self.reads_in_month(), self.monthly_read_budget, month_of())
                 raise SourceStopped(
-                    f"X monthly read budget of {self.monthly_read_budget} posts spent for {_month()}",
-                    _start_of_next_month(),
+                    f"X monthly read budget of {self.monthly_read_budget} posts spent for {month_of()}",
+                    start_of_next_month(),
                 )
             params = {
                 "expansions": EXPANSIONS,
@@ -334,12 +421,15 @@ class XSource:
 
     def _normalise_page(self, page: dict, account: WatchedAccount) -> Batch:
         """Turn one API page into a batch: a mention per usable tweet, a quarantined record per broken one."""
-        users_by_id = {str(u.get("id")): u for u in (page.get("includes") or {}).get("users") or []
-                       if isinstance(u, dict)}
+        includes = page.get("includes") or {}
+        users_by_id = {str(u.get("id")): u for u in includes.get("users") or [] if isinstance(u, dict)}
+        tweets_by_id = {str(t.get("id")): t for t in includes.get("tweets") or [] if isinstance(t, dict)}
         batch = Batch()
         for tweet in page.get("data") or []:
+            if is_retweet(tweet):
+                continue
             try:
-                batch.mentions.append(tweet_to_mention(tweet, users_by_id, account.handle))
+                batch.mentions.append(tweet_to_mention(tweet, users_by_id, account.handle, tweets_by_id))
             except MentionError as exc:
                 tweet_id = tweet.get("id", "?") if isinstance(tweet, dict) else "?"
                 batch.quarantined.append(

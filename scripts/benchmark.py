@@ -35,7 +35,7 @@ from monitor.db import open_db  # noqa: E402
 from monitor.mentions import MentionError  # noqa: E402
 from monitor.officials import import_officials  # noqa: E402
 from monitor.pipeline import run_once  # noqa: E402
-from monitor.settings import SourceSettings, load_settings  # noqa: E402
+from monitor.settings import FileSourceSettings, load_settings  # noqa: E402
 from scrapers.files import parse_generic  # noqa: E402
 
 SAMPLE = REPO / "config" / "samples" / "mentions.jsonl"
@@ -122,7 +122,7 @@ def pipeline_rate(classifier, n: int, workdir: Path) -> float:
                 record["id"] = f"at://did:plc:bench/app.bsky.feed.post/{i}"
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     settings = load_settings(REPO / "config" / "weerbaar.toml", db_path=workdir / f"bench-{classifier.name}.db")
-    settings.sources = {"bench": SourceSettings(type="file", path=str(path))}
+    settings.sources = {"bench": FileSourceSettings(type="file", path=str(path))}
     db = open_db(settings.db_path)
     import_officials(db, OFFICIALS)
     start = time.perf_counter()

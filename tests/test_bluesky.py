@@ -49,16 +49,31 @@ def test_posts_that_mention_the_official_are_stored_with_their_fields(platform_d
     assert platform_db.execute("SELECT platform_user_id FROM accounts").fetchone()[0] == "did:plc:eva"
 
 
-def test_the_newest_indexed_time_is_the_cursor_and_is_used_next_run(platform_db, word_classifier, fake_bluesky,
-                                                                    clean_env, tmp_path):
+def test_the_newest_sort_time_is_the_cursor_and_the_next_run_reaches_back_past_it(
+        platform_db, word_classifier, fake_bluesky, clean_env, tmp_path):
     add_official(platform_db, "Eva", bluesky=HANDLE)
     settings = bluesky_settings(tmp_path, fake_bluesky)
     run_once(platform_db, settings, word_classifier)
-    assert json.loads(get_cursor(platform_db, "bluesky")) == {f"bluesky:{HANDLE}": "2025-03-01T00:03:02Z"}
+    # sortAt is the earlier of createdAt (00:03:00) and indexedAt (00:03:02): what searchPosts filters since on.
+    assert json.loads(get_cursor(platform_db, "bluesky")) == {f"bluesky:{HANDLE}": "2025-03-01T00:03:00Z"}
     fake_bluesky.posts[HANDLE].append(post(4, f"@{HANDLE} nog iets", "burger2.bsky.social", minutes=9))
     [again] = run_once(platform_db, settings, word_classifier)
-    assert fake_bluesky.calls_to("searchPosts")[-1]["since"] == "2025-03-01T00:03:02Z"
-    assert again.new == 1 and platform_db["mentions"].count == 4
+    assert fake_bluesky.calls_to("searchPosts")[-1]["since"] == "2025-02-28T23:33:00Z"
+    # The overlap re-reads the three posts already stored; they are skipped, not stored twice.
+    assert again.new == 1 and again.duplicates == 3 and platform_db["mentions"].count == 4
+
+
+def test_a_post_indexed_late_is_not_lost(platform_db, word_classifier, fake_bluesky, clean_env, tmp_path):
+    add_official(platform_db, "Eva", bluesky=HANDLE)
+    settings = bluesky_settings(tmp_path, fake_bluesky)
+    run_once(platform_db, settings, word_classifier)
+    # Written at 00:02:30 but indexed only after the first run: its sortAt lies before the cursor (00:03:00).
+    _, late = post(5, f"@{HANDLE} te laat geïndexeerd", "burger3.bsky.social", minutes=2)
+    late["record"]["createdAt"] = "2025-03-01T00:02:30.000Z"
+    late["indexedAt"] = "2025-03-01T00:20:00.000Z"
+    fake_bluesky.posts[HANDLE].append((5, late))
+    [again] = run_once(platform_db, settings, word_classifier)
+    assert again.new == 1 and platform_db["mentions"].get(4)["text"] == f"@{HANDLE} te laat geïndexeerd"
 
 
 def test_cursor_pagination_is_followed(platform_db, word_classifier, clean_env, tmp_path):

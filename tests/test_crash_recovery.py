@@ -130,9 +130,11 @@ path = "{posts}"
     assert flagged == sum(1 for post_id in expected_ids if int(post_id) % 5 == 0)
     # The stored cursor points at the end of the file: it matches the data.
     cursor = json.loads(reader.execute("SELECT cursor FROM cursors WHERE source = 'bulk'").fetchone()[0])
-    assert cursor == {"path": str(posts), "line": TOTAL_LINES}
-    # The killed runs never finished; their counters were committed with their batches and add up to the data.
+    assert {k: cursor[k] for k in ("path", "line", "offset")} == {"path": str(posts), "line": TOTAL_LINES,
+                                                                 "offset": posts.stat().st_size}
+    # The killed runs never finished: the next run marked them interrupted (their process was gone). Their counters
+    # were committed with their batches and add up to the data.
     runs = reader.execute("SELECT status, new, quarantined FROM collector_runs ORDER BY id").fetchall()
-    assert [status for status, _, _ in runs] == ["running"] * 3 + ["ok"]
+    assert [status for status, _, _ in runs] == ["interrupted"] * 3 + ["ok"]
     assert sum(new for _, new, _ in runs) == len(expected_ids)
     assert sum(quarantined for _, _, quarantined in runs) == malformed

@@ -21,6 +21,8 @@ def fake_mastodon():
     with FakeMastodon(token=TOKEN, domain=DOMAIN) as fake:
         me = mention_html("anna", DOMAIN)
         troll = account("boos", "elders.example", DOMAIN, "77")
+        # The post of Anna's that the insult replies to, known on her instance by its local id 899.
+        fake.statuses["899"] = status(899, "<p>Het nieuwe parkplan</p>", account("anna", DOMAIN, DOMAIN), DOMAIN)
         fake.notifications = [
             notification(500, status(900, f"<p>{me} bedankt voor de uitleg</p>", troll, "elders.example", minutes=1)),
             notification(501, status(901, f"<p>{me} jij idioot &amp; leugenaar</p><p>tweede &lt;regel&gt;</p>",
@@ -63,7 +65,8 @@ def test_mention_notifications_are_stored_as_plain_text_for_the_official(platfor
     insult = rows["https://elders.example/users/boos/statuses/901"]
     assert targets_of(platform_db, "mastodon", insult["post_id"]) == [(official, "anna@social.example")]
     assert insult["text"] == "@anna jij idioot & leugenaar\n\ntweede <regel>"
-    assert insult["author_handle"] == "boos@elders.example" and insult["in_reply_to"] == "899"
+    assert insult["author_handle"] == "boos@elders.example" and insult["in_reply_to"] == (
+        "https://social.example/users/anna/statuses/899")
     assert insult["url"] == "https://elders.example/@boos/901" and insult["created_at"] == "2025-03-01T00:02:00Z"
     assert "<" not in rows["https://elders.example/users/boos/statuses/902"]["text"].replace("<regel>", "")
     [call] = fake_mastodon.calls_to("/api/v1/notifications")

@@ -120,9 +120,10 @@ class FakeBluesky(FakeServer):
         index = high - 1
         while index >= 0 and len(page) < limit:
             item = posts[index][1]
-            if since and item.get("indexedAt", "") < since:
-                index = -1
-                break
+            # Like the real AppView: since filters on sortAt, the earlier of createdAt and indexedAt.
+            if since and min(item.get("indexedAt", ""), item.get("record", {}).get("createdAt", "")) < since:
+                index -= 1
+                continue
             page.append(item)
             index -= 1
         body: dict = {"posts": page}

@@ -105,7 +105,9 @@ class FakeMastodon(FakeServer):
         self.domain = domain
         self.notifications: Sequence[tuple[int, dict]] = []
         self.hashtags: dict[str, list[tuple[int, dict]]] = {}
+        self.statuses: dict[str, dict] = {}  # local id -> Status, for GET /api/v1/statuses/:id
         self.route("/api/v1/notifications", self._notifications)
+        self.route(re.compile(r"^/api/v1/statuses/[^/]+$"), self._status)
         self.route(re.compile(r"^/api/v1/timelines/tag/[^/]+$"), self._hashtag)
 
     def _notifications(self, request: Request) -> Response:
@@ -116,6 +118,12 @@ class FakeMastodon(FakeServer):
         if types and types != ["mention"]:
             posts = []
         return self._list(request, posts, "/api/v1/notifications")
+
+    def _status(self, request: Request) -> Response:
+        found = self.statuses.get(request.path.rsplit("/", 1)[1])
+        if found is None:
+            return json_response({"error": "Record not found"}, 404)
+        return json_response(found)
 
     def _hashtag(self, request: Request) -> Response:
         tag = request.path.rsplit("/", 1)[1].lower()

@@ -38,6 +38,15 @@ def tweet(tweet_id: int, text: str, author_id: str, *, minutes: int = 0, reply_t
     return tweet_id, body
 
 
+def replay_page(fake: "FakeX", username: str, page: dict) -> None:
+    """Serve a recorded search or mentions page again: its tweets for @USERNAME, its users and referenced tweets."""
+    fake.mentions[username] = sorted((int(t["id"]), t) for t in page["data"])
+    for user in page.get("includes", {}).get("users", []):
+        fake.users.setdefault(user["id"], user)
+    for referenced in page.get("includes", {}).get("tweets", []):
+        fake.known_tweets[referenced["id"]] = referenced
+
+
 def generated_tweets(n: int, handle: str) -> LazyPosts:
     """Return N cheap tweets mentioning @HANDLE, oldest first, built only when served."""
 
@@ -57,6 +66,7 @@ class FakeX(FakeServer):
         self.users: dict[str, dict] = {}  # id -> user object
         self.suspended: set[str] = set()  # user ids
         self.mentions: dict[str, Sequence[tuple[int, dict]]] = {}  # username -> tweets, oldest first
+        self.known_tweets: dict[str, dict] = {}  # id -> tweet, served in includes.tweets when referenced
         self.route("/2/users/by", self._users_by_username)
         self.route("/2/users", self._users_by_id)
         self.route(re.compile(r"^/2/users/[^/]+/mentions$"), self._user_mentions)
@@ -145,7 +155,8 @@ class FakeX(FakeServer):
         authors = {t.get("author_id") for t in page if isinstance(t, dict)}
         users = [self.users.get(a) or {"id": a, "name": f"Gebruiker {a}", "username": f"gebruiker{a}"}
                  for a in sorted(a for a in authors if a)]
-        referenced = [{"id": ref["id"], "text": "(eerder bericht)", "author_id": "1001"}
+        referenced = [self.known_tweets.get(ref["id"]) or {"id": ref["id"], "text": "(eerder bericht)",
+                                                           "author_id": "1001"}
                       for t in page if isinstance(t, dict) for ref in t.get("referenced_tweets") or []]
         ids = [t["id"] for t in page if isinstance(t, dict) and "id" in t]
         meta = {"newest_id": ids[0] if ids else None, "oldest_id": ids[-1] if ids else None,
