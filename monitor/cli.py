@@ -549,3 +549,111 @@ def demo(ctx: click.Context) -> None:
 def main() -> None:
     """Run the CLI."""
     cli()
+
+
+# -- mail: threat and spike alerts, officials' contacts --------------------------------------------------------------
+
+
+@officials.command("edit")
+@click.argument("official_id", type=int)
+@click.option("--name")
+@click.option("--role")
+@click.option("--body-type", type=click.Choice(["gemeente", "provincie", "waterschap"]))
+@click.option("--body-name")
+@click.option("--x", "x_handle", help="X handle; an empty value removes it.")
+@click.option("--mastodon", "mastodon_handle", help="Mastodon handle; an empty value removes it.")
+@click.option("--bluesky", "bluesky_handle", help="Bluesky handle; an empty value removes it.")
+@click.option("--email", help="The official's own address (mailed only with [alerts] notify_official).")
+@click.option("--contacts", help="Support contacts who get this official's alerts and digest, separated by ';'.")
+@click.pass_obj
+def officials_edit(obj: Context, official_id: int, **values: str | None) -> None:
+    """Change an official's handles, contacts or other fields, with the same checks as an import.
+
+    Handles must stay within the recorded consent. Only the options given change; an empty value clears a field.
+
+    Example:
+
+    \b
+        weerbaar officials edit 3 --contacts "bode@zwolle.nl;woordvoering@zwolle.nl"
+        weerbaar officials edit 3 --x @AnneVisserNieuw --mastodon ""
+    """
+    from .officials import RegistryError, edit_official
+
+    changes = {k: v for k, v in values.items() if v is not None}
+    if not changes:
+        _fail("nothing to change; give at least one option (see --help)")
+    try:
+        changed = edit_official(obj.db, official_id, changes)
+    except RegistryError as exc:
+        _fail(exc.errors)
+    click.echo(f"Official {official_id}: changed {', '.join(changed)}." if changed else "Nothing changed.")
+
+
+@cli.group()
+def alerts() -> None:
+    """Show and resend the alert and digest mails waiting in the outbox.
+
+    Example:
+
+    \b
+        weerbaar alerts list
+        weerbaar alerts retry
+    """
+
+
+@alerts.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also show what was sent.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def alerts_list(obj: Context, show_all: bool, as_json: bool) -> None:
+    """List queued mail: pending (the server was down or said "try later") and failed (the server refused it).
+
+    Example:
+
+    \b
+        weerbaar alerts list
+    """
+    from .mail import outbox_rows, plain
+
+    statuses = ("pending", "failed", "sent") if show_all else ("pending", "failed")
+    rows = outbox_rows(obj.db, statuses)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("Nothing queued: every alert and digest was handed to the mail server.")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['id']:>5}  {row['status']:<8} {row['kind']:<7} {plain(row['recipient']):<32} "
+            f"queued {row['queued_at'][:19]}  tries {row['attempts']}  {plain(row['subject'])}"
+        )
+        if row["last_error"]:
+            click.echo(f"       last error: {plain(row['last_error'])}")
+
+
+@alerts.command("retry")
+@click.option("--failed", "include_failed", is_flag=True, help="Also resend what the server refused (5xx).")
+@click.option("--id", "ids", type=int, multiple=True, help="Resend only this outbox row (repeatable).")
+@click.pass_obj
+def alerts_retry(obj: Context, include_failed: bool, ids: tuple[int, ...]) -> None:
+    """Send what is queued now: threat alerts, spike alerts and digests. Nothing already sent is sent again.
+
+    Example:
+
+    \b
+        weerbaar alerts retry
+        weerbaar alerts retry --failed
+    """
+    from .mail import MailError, check_host, send_pending
+
+    try:
+        check_host(obj.settings.mail)
+    except MailError as exc:
+        _fail(str(exc))
+    result = send_pending(obj.db, obj.settings.mail, include_failed=include_failed, ids=list(ids) or None)
+    click.echo(f"Mail: sent {result.sent}, still queued {result.deferred}, refused {result.failed}.")
+    for line in dict.fromkeys(result.errors):
+        click.echo(f"  {line}", err=True)
+    if result.deferred or result.failed:
+        sys.exit(1)

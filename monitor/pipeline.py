@@ -16,6 +16,7 @@ import sqlite_utils
 
 from scrapers.base import Batch, Source, SourceStopped
 
+from .alerts import queue_spike_alerts, queue_threat_alerts, send_alerts
 from .classifier import Classifier, judge
 from .db import score_row, utcnow, write_transaction
 from .mentions import Mention, normalise_handle
@@ -90,6 +91,8 @@ class SourceRun:
     flagged: Counter = field(default_factory=Counter)
     error: str | None = None
     retry_after: str | None = None
+    alerts_queued: int = 0
+    alerts_sent: int = 0
 
 
 def get_cursor(db: sqlite_utils.Database, source: str) -> str | None:
@@ -194,6 +197,7 @@ def store_batch(
             mention_id = db["mentions"].insert(row).last_pk
             db["mention_targets"].insert_all(_link_rows(mention_id, targets, now))
             db["scores"].insert(score_row(mention_id, classifier, verdict, now))
+            summary.alerts_queued += queue_threat_alerts(db, mention_id, list(targets), verdict, settings)
             flagged.update(verdict.labels)
             new += 1
         for item in batch.quarantined:
@@ -260,7 +264,11 @@ def run_source(
     ).last_pk
     try:
         for batch in source.fetch(cursor):
+            queued_before = summary.alerts_queued
             store_batch(db, source.name, run_id, batch, classifier, settings, summary)
+            if summary.alerts_queued > queued_before:
+                # Right after the commit: a threat must not wait for the rest of the run.
+                summary.alerts_sent += send_alerts(db, settings).sent
             if should_stop is not None and should_stop():
                 summary.status, summary.error = "interrupted", "stopped on request after a committed batch"
                 log.info("%s: stopping after a committed batch", source.name)
@@ -297,9 +305,14 @@ def run_once(
     only: list[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[SourceRun]:
-    """Run every enabled source once and return what each did."""
-    return [
+    """Run every enabled source once, then check for spikes and send what is queued; return what each source did."""
+    runs = [
         run_source(db, source, classifier, settings, should_stop)
         for source in build_sources(settings, db, only)
         if not (should_stop and should_stop())
     ]
+    if settings.mail.configured:
+        queue_spike_alerts(db, settings, current_model=(classifier.name, classifier.version))
+        # Also what earlier runs could not deliver (server down, 4xx).
+        send_alerts(db, settings)
+    return runs

@@ -1,0 +1,74 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives and can be told to refuse."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    """One message as the server took it."""
+
+    sender: str
+    recipients: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class RecordingHandler:
+    """Keeps every accepted message; ANSWER (e.g. "451 try later", "550 no such user") replaces the DATA reply."""
+
+    received: list[Received] = field(default_factory=list)
+    answer: str | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.answer:
+            return self.answer
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LoopbackSMTP:
+    """Start and stop the server on a fixed port, so a test can take it down and bring it back."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.handler = RecordingHandler()
+        self._controller: Controller | None = None
+
+    def start(self) -> LoopbackSMTP:
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """Return the messages delivered to ADDRESS."""
+        return [r.message for r in self.received if address in r.recipients]
+
+    def toml(self) -> str:
+        """Return a [mail] table pointing at this server."""
+        return (f'[mail]\nhost = "127.0.0.1"\nport = {self.port}\nsender = "weerbaar@gemeente.example"\n'
+                "retry_attempts = 2\nretry_wait_seconds = 0.05\nretry_max_wait_seconds = 0.1\ntimeout_seconds = 5\n")
