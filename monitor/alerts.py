@@ -24,8 +24,8 @@ import sqlite_utils
 
 from .classifier import Verdict, band
 from .db import counting_score_id, write_transaction
-from .mail import Delivery, Mail, plain, queue_mail, send_pending, split_addresses
-from .rendering import render
+from .mail import Delivery, Mail, queue_mail, send_pending, split_addresses
+from .rendering import plain, render
 from .settings import Settings
 
 PLATFORM_NAMES = {"x": "X", "mastodon": "Mastodon", "bluesky": "Bluesky"}

@@ -493,33 +493,57 @@ def _current_model(settings: Settings) -> tuple[str, str] | None:
 
 
 @cli.command()
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local day (YYYY-MM-DD). Default: yesterday.")
-@click.option("--latest", is_flag=True, help="Use the day of the newest stored mention.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="One local posting day (YYYY-MM-DD) instead.")
+@click.option("--latest", is_flag=True, help="The posting day of the newest stored mention instead.")
+@click.option("--send", is_flag=True, help="Also mail it: the whole to [digest] recipients, each part to contacts.")
 @click.pass_obj
-def digest(obj: Context, day: dt.datetime | None, latest: bool) -> None:
-    """Write the day's digest for staff as HTML and plain text.
+def digest(obj: Context, day: dt.datetime | None, latest: bool, send: bool) -> None:
+    """Write the digest for staff as HTML and plain text: what was collected since the previous digest.
+
+    A post collected late (an import, a backlog, a collector that was down) is in the first digest after it was
+    collected; the digest says which posting days it spans. --date gives one posting day instead.
 
     Example:
 
     \b
+        weerbaar digest --send
         weerbaar digest --date 2026-11-28
     """
-    from zoneinfo import ZoneInfo
-
+    from .digest_mail import make_and_send_digest, send_posting_day_digest
     from .digests import latest_day, write_digest
+    from .mail import MailError, check_host
 
     settings = obj.settings
+    if send:
+        try:
+            check_host(settings.mail)
+        except MailError as exc:
+            _fail(str(exc))
+    model = _current_model(settings)
+    if latest and day is None:
+        latest_posting_day = latest_day(obj.db, settings.timezone)
+        if latest_posting_day is None:
+            _fail("no mentions stored yet; run `weerbaar run --once` first")
+        day = dt.datetime.combine(latest_posting_day, dt.time())
+    delivery = None
     if day is not None:
         chosen = day.date()
-    elif latest:
-        chosen = latest_day(obj.db, settings.timezone)
-        if chosen is None:
-            _fail("no mentions stored yet; run `weerbaar run --once` first")
+        if send:
+            html_path, text_path, result, delivery = send_posting_day_digest(obj.db, settings, chosen, model)
+        else:
+            html_path, text_path, result = write_digest(obj.db, settings, chosen, model)
+        click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")
     else:
-        chosen = dt.datetime.now(ZoneInfo(settings.timezone)).date() - dt.timedelta(days=1)
-    html_path, text_path, result = write_digest(obj.db, settings, chosen, _current_model(settings))
-    click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")
+        html_path, text_path, result, delivery = make_and_send_digest(obj.db, settings, model, send=send)
+        click.echo(
+            f"Digest of what was collected {result.window_local} (posted {result.posting_days_text}): "
+            f"{result.threats} threat(s), {result.flagged} flagged mention(s)."
+        )
     click.echo(f"  {html_path}\n  {text_path}")
+    if delivery is not None:
+        click.echo(f"Mail: sent {delivery.sent}, still queued {delivery.deferred}, refused {delivery.failed}.")
+        if delivery.deferred or delivery.failed:
+            click.echo("  see `weerbaar alerts list`; `weerbaar alerts retry` sends what is queued", err=True)
 
 
 @cli.command()
@@ -543,7 +567,7 @@ def demo(ctx: click.Context) -> None:
     except SystemExit as exc:
         if exc.code:
             raise
-    ctx.invoke(digest, day=None, latest=True)
+    ctx.invoke(digest, day=None, latest=True, send=False)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import sqlite_utils
 from scrapers.http import RetryPolicy
 
 from .db import utcnow, write_transaction
+from .rendering import plain
 from .settings import EMAIL_ADDRESS, MailSettings
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,8 @@ log = logging.getLogger(__name__)
 PASSWORD_ENVIRONMENT_VARIABLE = "WEERBAAR_SMTP_PASSWORD"
 # How long a sender may hold a row it took before another process may take it (a crash frees it this way).
 CLAIM_SECONDS = 300
-# C0 and C1 control characters (bar tab and newline) and the bidirectional overrides that can make a text read
-# differently from what it is: hostile text must not steer a terminal or a mail reader.
-_UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
 class MailError(RuntimeError):
     """Mail cannot be sent with these settings; the message names the field."""
-
-
-def plain(text: str | None) -> str:
-    """Return TEXT without control and bidirectional-override characters, safe for plain text and terminals."""
-    return _UNSAFE_CHARACTERS.sub("", text or "")
 
 
 def header_text(text: str | None, limit: int = 200) -> str:
