@@ -87,7 +87,9 @@ class Mail:
 
 def build_message(mail: Mail, sender: str, recipient: str, message_key: str) -> EmailMessage:
     """Return the multipart message (text, then HTML with its images as related parts) for one recipient."""
-    message = EmailMessage(policy=SMTP_POLICY)
+    # Lines up to the 998 characters RFC 5322 allows: the default fold at 78 puts a subject on its own continuation
+    # line, which some clients show with a leading space.
+    message = EmailMessage(policy=SMTP_POLICY.clone(max_line_length=998))
     message["Subject"] = header_text(mail.subject, 250)
     message["From"] = sender
     message["To"] = recipient
