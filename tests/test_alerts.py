@@ -179,3 +179,47 @@ def test_a_5xx_answer_marks_the_alert_failed_until_staff_retry_it(alert_env, smt
     assert smtp.received == []  # a refused message is not resent on its own
     result = CliRunner().invoke(cli, ["alerts", "retry", "--failed"])
     assert result.exit_code == 0 and "sent 4" in result.output
+
+
+RUN_ONCE_IN_A_PROCESS = """
+import sys
+from monitor.classifier import register_classifier
+from monitor.cli import main
+from tests.fakes.classifiers import KeywordClassifier
+
+register_classifier("test-keywords", lambda classifier_settings, settings: KeywordClassifier())
+sys.argv = ["weerbaar", "run", "--once"]
+main()
+"""
+
+
+def test_exactly_once_when_the_process_is_killed_between_commit_and_send(alert_env, smtp):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    smtp.handler.hold = True
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_ONCE_IN_A_PROCESS], cwd=alert_env,
+        env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert smtp.handler.holding.wait(60), process.stderr.read1().decode() if process.poll() is not None else ""
+        # The batch is committed and the alert is on the wire: the server has it but has not said "250".
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    smtp.handler.hold = False
+    db = open_db(load_settings().db_path)
+    assert db.execute("SELECT count(*) FROM mentions").fetchone()[0] == 4
+    assert db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0] == 4
+    assert smtp.received == []
+    run_once()  # the restart: the dead process's claim is taken over at once
+    assert len(smtp.to("desk@weerbaar.example")) == 2 and len(smtp.received) == 4
+    run_once()
+    assert len(smtp.received) == 4

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -22,12 +24,23 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Keeps every accepted message; ANSWER (e.g. "451 try later", "550 no such user") replaces the DATA reply."""
+    """Keeps every accepted message; ANSWER (e.g. "451 try later", "550 no such user") replaces the DATA reply.
+
+    With HOLD set, the server takes a message's data and does not answer until HOLD is cleared (then it answers 451
+    and keeps nothing): a client can be killed while it waits, between our commit and the server's "250".
+    """
 
     received: list[Received] = field(default_factory=list)
     answer: str | None = None
+    hold: bool = False
+    holding: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.hold:
+            self.holding.set()
+            while self.hold:
+                await asyncio.sleep(0.05)
+            return "451 4.4.2 held and dropped"
         if self.answer:
             return self.answer
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
