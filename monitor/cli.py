@@ -93,7 +93,7 @@ def officials_import(obj: Context, csv_file: str) -> None:
     """Import officials from a CSV; every row is checked first and a bad file imports nothing.
 
     Columns: name, role, body_type, body_name, x_handle, mastodon_handle, bluesky_handle, email, consent_date,
-    consent_scope, consent_recorded_by.
+    consent_scope, consent_recorded_by, and optionally contacts (support staff's addresses, separated by ';').
 
     Example:
 
@@ -252,14 +252,25 @@ def run(obj: Context, once: bool, only: tuple[str, ...]) -> None:
         click.echo(
             f"{r.source}: {r.status}; fetched {r.fetched}, new {r.new}, duplicates {r.duplicates}, "
             f"quarantined {r.quarantined}, not about a registered official {r.unmatched}; flagged: {flagged}"
+            + (f"; threat alerts queued {r.alerts_queued}, sent {r.alerts_sent}" if r.alerts_queued else "")
         )
         if r.error:
             click.echo(f"{r.source}: {r.error}", err=True)
             failed = failed or r.status == "error"
     if not runs:
         click.echo("No enabled sources.")
+    _report_queued_mail(obj)
     if failed:
         sys.exit(1)
+
+
+def _report_queued_mail(obj: Context) -> None:
+    """Tell on stderr how many mails wait in the outbox, so a down mail server is never silent."""
+    if not obj.settings.mail.configured:
+        return
+    waiting = obj.db.execute("SELECT count(*) FROM outbox WHERE status IN ('pending', 'failed')").fetchone()[0]
+    if waiting:
+        click.echo(f"warning: {waiting} mail(s) not delivered yet; see `weerbaar alerts list`", err=True)
 
 
 @cli.command()

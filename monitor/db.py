@@ -400,6 +400,11 @@ def m203_official_contacts(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m204_digest_indexes(db: sqlite_utils.Database) -> None:
-    """Indexes the digest reads by: mentions by collection time, and by source and posting time (silent sources)."""
+    """Indexes the digest reads by: mentions by collection time, and per source by posting and collection time.
+
+    The digest of a collection window finds its mentions by collected_at, and asks per source whether it brought
+    anything in the window (silent sources); without these, both scan the whole table.
+    """
     db.execute("CREATE INDEX IF NOT EXISTS mentions_collected ON mentions (collected_at)")
     db.execute("CREATE INDEX IF NOT EXISTS mentions_source_created ON mentions (source, created_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS mentions_source_collected ON mentions (source, collected_at)")
