@@ -13,6 +13,7 @@ and the post most of it replies to.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import statistics
@@ -127,6 +128,30 @@ def queue_threat_alerts(
         queued += queue_mail(db, "threat", f"threat:{mention_id}", addresses, mail, settings.mail.sender,
                              mention_id=mention_id)
     return queued
+
+
+def queue_alerts_for_new_links(
+    db: sqlite_utils.Database, mention_id: int, official_ids: list[int], settings: Settings,
+    current_model: tuple[str, str] | None = None,
+) -> int:
+    """Queue the threat alert of a stored mention for officials it was just linked to (found again via their search).
+
+    The desk and contacts told before are not told again (one alert per mention and recipient); the new officials'
+    contacts are. The mention's counting score decides, as everywhere (CURRENT_MODEL's, else the newest).
+    """
+    if not settings.mail.configured or not official_ids:
+        return 0
+    row = db.execute(
+        f"SELECT probabilities, labels, model || '@' || model_version FROM scores WHERE id = "
+        f"{counting_score_id(':mention')}",
+        {"mention": mention_id, "model": (current_model or (None, None))[0],
+         "model_version": (current_model or (None, None))[1]},
+    ).fetchone()
+    if row is None:
+        return 0
+    labels = json.loads(row[1])
+    verdict = Verdict(scores=json.loads(row[0]), labels=labels, flagged=bool(labels), model=row[2])
+    return queue_threat_alerts(db, mention_id, official_ids, verdict, settings)
 
 
 # -- spikes ---------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sqlite_utils
 
 from scrapers.base import Batch, Source, SourceStopped
 
-from .alerts import queue_spike_alerts, queue_threat_alerts, send_alerts
+from .alerts import queue_alerts_for_new_links, queue_spike_alerts, queue_threat_alerts, send_alerts
 from .classifier import Classifier, judge
 from .db import score_row, utcnow, write_transaction
 from .mentions import Mention, normalise_handle
@@ -187,6 +187,8 @@ def store_batch(
                 if added:
                     db["mention_targets"].insert_all(_link_rows(stored, added, now))
                     linked += len(added)
+                    summary.alerts_queued += queue_alerts_for_new_links(
+                        db, stored, list(added), settings, (classifier.name, classifier.version))
                 continue
             if not targets or key not in verdict_of:
                 # Data minimisation: a post about nobody who consented (now) is not kept.

@@ -27,7 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .classifier import Classifier, load_classifier
-from .alerts import send_alerts
+from .alerts import queue_spike_alerts, send_alerts
 from .db import open_db
 from .digest_mail import run_scheduled_digest
 from .mail import send_pending
@@ -88,6 +88,9 @@ class MonitorJobs:
         try:
             (source,) = build_sources(self.settings, db, only=[source_name])
             result = run_source(db, source, self.classifier, self.settings, should_stop=self.stop_event.is_set)
+            if result.new and self.settings.mail.configured:
+                queue_spike_alerts(db, self.settings, current_model=(self.classifier.name, self.classifier.version))
+                send_alerts(db, self.settings)
             log.info(
                 "%s: %s; fetched %d, new %d, duplicates %d, quarantined %d",
                 source_name, result.status, result.fetched, result.new, result.duplicates, result.quarantined,

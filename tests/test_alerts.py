@@ -223,3 +223,16 @@ def test_exactly_once_when_the_process_is_killed_between_commit_and_send(alert_e
     assert len(smtp.to("desk@weerbaar.example")) == 2 and len(smtp.received) == 4
     run_once()
     assert len(smtp.received) == 4
+
+
+def test_a_threat_found_again_for_a_second_official_reaches_that_officials_contacts_only(alert_env, smtp):
+    run_once()
+    desk_before = len(smtp.to("desk@weerbaar.example"))
+    # Post 3 (a threat to Ruud) turns up again through Anneke's search: it is linked to her now.
+    record = json.loads(post("3", "@RuudHoekstraWH ik maak je af", author="@ander_account"))
+    with (alert_env / "posts.jsonl").open("a") as out:
+        out.write(json.dumps(record | {"target": "@AnnekeVisserZw"}) + "\n")
+    run_once()
+    assert len(smtp.to("desk@weerbaar.example")) == desk_before
+    ruud_alerts = [m for m in smtp.to("bode@zwolle.example") if "Ruud" in m["Subject"] or "ander_account" in text_of(m)]
+    assert len(ruud_alerts) == 1 and "Anneke Visser" in ruud_alerts[0]["Subject"]

@@ -7,10 +7,12 @@ import email
 import email.policy
 import socket
 import threading
+import warnings
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 @dataclass
@@ -58,13 +60,27 @@ def free_port() -> int:
 class LoopbackSMTP:
     """Start and stop the server on a fixed port, so a test can take it down and bring it back."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, login: tuple[str, str] | None = None):
         self.port = port or free_port()
         self.handler = RecordingHandler()
+        self.login = login  # (username, password) the server requires, over plain SMTP since this is loopback
+        self.logins: list[str] = []
         self._controller: Controller | None = None
 
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if isinstance(auth_data, LoginPassword) and self.login is not None:
+            ok = (auth_data.login.decode(), auth_data.password.decode()) == self.login
+            if ok:
+                self.logins.append(auth_data.login.decode())
+            return AuthResult(success=ok)
+        return AuthResult(success=False)
+
     def start(self) -> LoopbackSMTP:
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        extra = {}
+        if self.login is not None:
+            extra = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **extra)
         self._controller.start()
         return self
 
