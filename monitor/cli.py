@@ -520,7 +520,7 @@ def digest(obj: Context, day: dt.datetime | None, latest: bool, send: bool) -> N
         weerbaar digest --send
         weerbaar digest --date 2026-11-28
     """
-    from .digest_mail import make_and_send_digest, send_posting_day_digest
+    from .digest_mail import make_and_send_digest
     from .digests import latest_day, write_digest
     from .mail import MailError, check_host
 
@@ -540,7 +540,7 @@ def digest(obj: Context, day: dt.datetime | None, latest: bool, send: bool) -> N
     if day is not None:
         chosen = day.date()
         if send:
-            html_path, text_path, result, delivery = send_posting_day_digest(obj.db, settings, chosen, model)
+            html_path, text_path, result, delivery = make_and_send_digest(obj.db, settings, model, day=chosen)
         else:
             html_path, text_path, result = write_digest(obj.db, settings, chosen, model)
         click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")

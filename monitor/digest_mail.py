@@ -25,30 +25,49 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def trend_chart(series: list[tuple[dt.date, int]], title: str) -> bytes:
-    """Return a small PNG bar chart of flagged posts per day."""
-    import matplotlib
+class TrendCharts:
+    """Draws small PNG bar charts of flagged posts per day, reusing one figure (a new one per chart costs 2x)."""
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    def __init__(self, days: int):
+        import matplotlib
 
-    figure = Figure(figsize=(4.8, 1.2), dpi=100)
-    axes = figure.add_subplot()
-    days = [d for d, _ in series]
-    counts = [n for _, n in series]
-    axes.bar(range(len(days)), counts, color="#e08a00", width=0.8)
-    if counts:
-        axes.bar([len(days) - 1], [counts[-1]], color="#b00020", width=0.8)
-    axes.set_xticks([0, len(days) - 1], [days[0].strftime("%d-%m"), days[-1].strftime("%d-%m")] if days else [])
-    axes.set_ylim(0, max(counts + [1]) * 1.15)
-    axes.set_title(title, fontsize=8, loc="left")
-    axes.tick_params(labelsize=7)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
-    figure.tight_layout(pad=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4.8, 1.2), dpi=100)
+        self.axes = self.figure.add_subplot()
+        self.bars = self.axes.bar(range(days), [0] * days, color="#e08a00", width=0.8)
+        self.bars[-1].set_color("#b00020")  # the digest's own day
+        self.axes.tick_params(labelsize=7)
+        for side in ("top", "right"):
+            self.axes.spines[side].set_visible(False)
+        self.axes.set_title("Gemarkeerd per dag", fontsize=8, loc="left")
+
+    def draw(self, series: list[tuple[dt.date, int]]) -> bytes:
+        """Return the PNG of one official's series of (day, flagged count)."""
+        counts = [n for _, n in series]
+        for bar, height in zip(self.bars, counts):
+            bar.set_height(height)
+        self.axes.set_ylim(0, max(counts + [1]) * 1.15)
+        self.axes.set_xticks([0, len(series) - 1], [series[0][0].strftime("%d-%m"), series[-1][0].strftime("%d-%m")])
+        self.figure.tight_layout(pad=0.3)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+
+def trend_images(settings: Settings, digest: Digest) -> dict[int, Attachment]:
+    """Return a chart per official of DIGEST with any flagged post in its trend (no chart of only zeroes)."""
+    charts = TrendCharts(settings.digest.trend_days)
+    images = {}
+    for official in digest.officials:
+        series = digest.trends.get(official.official_id)
+        if series and len(series) == settings.digest.trend_days and any(n for _, n in series):
+            images[official.official_id] = Attachment(
+                f"trend-{official.official_id}@weerbaar", charts.draw(series),
+                filename=f"trend-{official.official_id}.png",
+            )
+    return images
 
 
 def add_trends(
@@ -66,59 +85,48 @@ def add_trends(
     }
 
 
-def digest_mail(settings: Settings, digest: Digest) -> Mail:
-    """Return the digest as a mail: plain text, HTML with inline CSS, and a chart per official with flagged posts."""
-    charts, images = {}, []
-    for official in digest.officials:
-        series = digest.trends.get(official.official_id)
-        if not series or not any(n for _, n in series):
-            continue  # no chart of fourteen zeroes; the line under the name says "geen gemarkeerde berichten"
-        content_id = f"trend-{official.official_id}@weerbaar"
-        charts[official.official_id] = content_id
-        images.append(Attachment(content_id, trend_chart(series, "Gemarkeerd per dag"),
-                                 filename=f"trend-{official.official_id}.png"))
-    context = {"digest": digest, "charts": charts, "trend_days": settings.digest.trend_days,
-               "base_url": (settings.web.base_url or "").rstrip("/") or None}
+def digest_mail(settings: Settings, digest: Digest, images: dict[int, Attachment] | None = None) -> Mail:
+    """Return the digest as a mail: plain text, HTML with inline CSS, and the chart of each official in it."""
+    images = trend_images(settings, digest) if images is None else images
+    shown = {o.official_id: images[o.official_id] for o in digest.officials if o.official_id in images}
+    context = {"digest": digest, "charts": {oid: image.content_id for oid, image in shown.items()},
+               "trend_days": settings.digest.trend_days, "base_url": (settings.web.base_url or "").rstrip("/") or None}
     scope = "" if len(digest.officials) != 1 else f" voor {digest.officials[0].name}"
     subject = (f"Weerbaar-digest{scope} {digest.day.strftime('%d-%m-%Y')}: {digest.threats} dreiging(en), "
                f"{digest.flagged} gemarkeerd")
     return Mail(subject=subject, text=render("digest.txt", digest=digest),
-                html=render("digest_mail.html", **context), images=images)
+                html=render("digest_mail.html", **context), images=list(shown.values()))
 
 
-def queue_digest(db: sqlite_utils.Database, settings: Settings, digest: Digest, digest_id: int) -> int:
-    """Queue DIGEST once per recipient: the whole to [digest] recipients, each official's part to their contacts."""
+def digest_mails(db: sqlite_utils.Database, settings: Settings, digest: Digest) -> list[tuple[list[str], Mail]]:
+    """Return (recipients, mail) pairs: the whole digest for [digest] recipients, each official's part for contacts.
+
+    Drawn and rendered before the write transaction that records and queues them, so no lock is held meanwhile.
+    """
     if not settings.mail.configured:
-        return 0
-    key = f"digest:{digest_id}"
-    queued = 0
+        return []
     contacts: dict[str, set[int]] = {}
     for official_id, value in db.execute("SELECT id, contacts FROM officials WHERE status = 'active'"):
         for address in split_addresses(value):
             contacts.setdefault(address, set()).add(official_id)
-    with write_transaction(db):
-        if settings.digest.recipients:
-            queued += queue_mail(db, "digest", key, settings.digest.recipients, digest_mail(settings, digest),
-                                 settings.mail.sender)
-        for address, official_ids in contacts.items():
-            if address in settings.digest.recipients:
-                continue  # they have the whole digest already
-            part = digest.only(official_ids)
-            if part.officials:
-                queued += queue_mail(db, "digest", key, [address], digest_mail(settings, part), settings.mail.sender)
-    return queued
+    images = trend_images(settings, digest)  # drawn once, shared by the whole digest and every part
+    mails = []
+    if settings.digest.recipients:
+        mails.append((list(settings.digest.recipients), digest_mail(settings, digest, images)))
+    for address, official_ids in contacts.items():
+        if address in settings.digest.recipients:
+            continue  # they have the whole digest already
+        part = digest.only(official_ids)
+        if part.officials:
+            mails.append(([address], digest_mail(settings, part, images)))
+    return mails
 
 
-def send_posting_day_digest(
-    db: sqlite_utils.Database, settings: Settings, day: dt.date, current_model: tuple[str, str] | None = None
-):
-    """Write one posting day's digest (`weerbaar digest --date D --send`), queue it and send it; see make_and_send."""
-    digest = build_digest(db, settings, day, current_model)
-    add_trends(db, settings, digest, current_model)
+def queue_digest(db: sqlite_utils.Database, settings: Settings, digest_id: int, mails) -> int:
+    """Queue the digest DIGEST_ID's MAILS once per recipient; return rows added."""
     with write_transaction(db):
-        html_path, text_path, digest_id = save_digest(db, settings, digest, f"digest-{day.isoformat()}")
-        queue_digest(db, settings, digest, digest_id)
-    return html_path, text_path, digest, send_pending(db, settings.mail, kinds=("digest",))
+        return sum(queue_mail(db, "digest", f"digest:{digest_id}", recipients, mail, settings.mail.sender)
+                   for recipients, mail in mails)
 
 
 def make_and_send_digest(
@@ -127,22 +135,27 @@ def make_and_send_digest(
     current_model: tuple[str, str] | None = None,
     due_on: dt.date | None = None,
     send: bool = True,
+    day: dt.date | None = None,
 ):
-    """Write the digest of what was collected since the previous one, queue it for its recipients and send it.
+    """Write the digest of what was collected since the previous one (or of posting DAY), queue it and send it.
 
     Return (html path, text path, digest, delivery). The digest's record and its outbox rows commit together, so a
     crash leaves either no digest (the next start makes it) or a queued one (the next send delivers it).
     """
-    digest = build_collected_digest(db, settings, current_model=current_model)
+    if day is None:
+        digest = build_collected_digest(db, settings, current_model=current_model)
+        stem = f"digest-collected-{_stamp(settings, digest)}"
+    else:
+        digest = build_digest(db, settings, day, current_model)
+        stem = f"digest-{day.isoformat()}"
     mail = send and settings.mail.configured
+    mails = []
     if mail:
         add_trends(db, settings, digest, current_model)
+        mails = digest_mails(db, settings, digest)
     with write_transaction(db):
-        html_path, text_path, digest_id = save_digest(
-            db, settings, digest, f"digest-collected-{_stamp(settings, digest)}", due_on
-        )
-        if mail:
-            queue_digest(db, settings, digest, digest_id)
+        html_path, text_path, digest_id = save_digest(db, settings, digest, stem, due_on)
+        queue_digest(db, settings, digest_id, mails)
     delivery = send_pending(db, settings.mail, kinds=("digest",)) if mail else Delivery()
     return html_path, text_path, digest, delivery
 

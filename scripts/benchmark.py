@@ -14,8 +14,9 @@ against the file source reading the same number of posts from disk.
 Alerts (--alerts-only, or --alerts with the rest): seconds from the commit of a batch holding a threat to the alert
 handed to a loopback SMTP server (aiosmtpd), against a bare smtplib send of the same message (the floor).
 Digest (--digest-only, or --digest): seconds to build one day's digest from a generated database of
---digest-mentions stored mentions (monitor/synthetic.py), the digest of one day's collection window and its trend
-data, against the same posting-day digest on a copy without this release's digest indexes (today's query plan).
+--digest-mentions stored mentions (monitor/synthetic.py), the digest of one day's collection window, its trend
+data and its mail with a chart per official, against the same digests on a copy without this release's digest
+indexes (today's query plan).
 
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
         [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
@@ -254,6 +255,9 @@ def digest_timings(path: Path, mentions: int) -> dict[str, float]:
     figures["collected window"] = best_of(lambda: build_collected_digest(db, settings, since, until, model))
     digest = build_collected_digest(db, settings, since, until, model)
     figures["trend data"] = best_of(lambda: add_trends(db, settings, digest, model))
+    from monitor.digest_mail import digest_mail
+
+    figures["mail, a chart per official"] = best_of(lambda: digest_mail(settings, digest), repeat=1)
     db.close()
     # Today's plan: the same digest on a copy without this release's digest indexes.
     reference = path.with_name(path.stem + "-reference.db")

@@ -104,3 +104,13 @@ def test_a_missed_send_time_is_made_up_once(workdir, smtp):
     assert len(digests_to(smtp, "griffie@weerbaar.example")) == 2
     row = db.execute("SELECT due_on, posting_days FROM digests ORDER BY id LIMIT 1").fetchone()
     assert row[0] == "2026-12-01" and json.dumps(row[1])
+
+
+def test_one_posting_day_can_be_mailed_on_request(workdir, smtp):
+    set_up(workdir, smtp, [post("1", "@AnnekeVisserZw idioot", created_at="2026-11-28T12:00:00Z")])
+    assert CliRunner().invoke(cli, ["run", "--once"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["digest", "--date", "2026-11-28", "--send"])
+    assert result.exit_code == 0, result.output
+    assert "Mail: sent 3" in result.output  # the griffie, and Anneke's two contacts
+    [whole] = digests_to(smtp, "griffie@weerbaar.example")
+    assert "Weerbaar-digest 28-11-2026" in whole["Subject"] and "#1 " in text_of(whole)
