@@ -129,6 +129,8 @@ class AlertSettings(BaseModel):
 class WebSettings(BaseModel):
     """The review desk, as far as mail needs it: where its pages live."""
 
+    model_config = ConfigDict(extra="forbid")
+
     base_url: str | None = None
 
 
