@@ -93,7 +93,7 @@ def officials_import(obj: Context, csv_file: str) -> None:
     """Import officials from a CSV; every row is checked first and a bad file imports nothing.
 
     Columns: name, role, body_type, body_name, x_handle, mastodon_handle, bluesky_handle, email, consent_date,
-    consent_scope, consent_recorded_by.
+    consent_scope, consent_recorded_by, and optionally contacts (support staff's addresses, separated by ';').
 
     Example:
 
@@ -254,14 +254,25 @@ def run(obj: Context, once: bool, only: tuple[str, ...]) -> None:
         click.echo(
             f"{r.source}: {r.status}; fetched {r.fetched}, new {r.new}, duplicates {r.duplicates}, "
             f"quarantined {r.quarantined}, not about a registered official {r.unmatched}; flagged: {flagged}"
+            + (f"; threat alerts queued {r.alerts_queued}, sent {r.alerts_sent}" if r.alerts_queued else "")
         )
         if r.error:
             click.echo(f"{r.source}: {r.error}", err=True)
             failed = failed or r.status == "error"
     if not runs:
         click.echo("No enabled sources.")
+    _report_queued_mail(obj)
     if failed:
         sys.exit(1)
+
+
+def _report_queued_mail(obj: Context) -> None:
+    """Tell on stderr how many mails wait in the outbox, so a down mail server is never silent."""
+    if not obj.settings.mail.configured:
+        return
+    waiting = obj.db.execute("SELECT count(*) FROM outbox WHERE status IN ('pending', 'failed')").fetchone()[0]
+    if waiting:
+        click.echo(f"warning: {waiting} mail(s) not delivered yet; see `weerbaar alerts list`", err=True)
 
 
 @cli.command()
@@ -498,33 +509,57 @@ def _current_model(settings: Settings) -> tuple[str, str] | None:
 
 
 @cli.command()
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local day (YYYY-MM-DD). Default: yesterday.")
-@click.option("--latest", is_flag=True, help="Use the day of the newest stored mention.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="One local posting day (YYYY-MM-DD) instead.")
+@click.option("--latest", is_flag=True, help="The posting day of the newest stored mention instead.")
+@click.option("--send", is_flag=True, help="Also mail it: the whole to [digest] recipients, each part to contacts.")
 @click.pass_obj
-def digest(obj: Context, day: dt.datetime | None, latest: bool) -> None:
-    """Write the day's digest for staff as HTML and plain text.
+def digest(obj: Context, day: dt.datetime | None, latest: bool, send: bool) -> None:
+    """Write the digest for staff as HTML and plain text: what was collected since the previous digest.
+
+    A post collected late (an import, a backlog, a collector that was down) is in the first digest after it was
+    collected; the digest says which posting days it spans. --date gives one posting day instead.
 
     Example:
 
     \b
+        weerbaar digest --send
         weerbaar digest --date 2026-11-28
     """
-    from zoneinfo import ZoneInfo
-
+    from .digest_mail import make_and_send_digest
     from .digests import latest_day, write_digest
+    from .mail import MailError, check_host
 
     settings = obj.settings
+    if send:
+        try:
+            check_host(settings.mail)
+        except MailError as exc:
+            _fail(str(exc))
+    model = _current_model(settings)
+    if latest and day is None:
+        latest_posting_day = latest_day(obj.db, settings.timezone)
+        if latest_posting_day is None:
+            _fail("no mentions stored yet; run `weerbaar run --once` first")
+        day = dt.datetime.combine(latest_posting_day, dt.time())
+    delivery = None
     if day is not None:
         chosen = day.date()
-    elif latest:
-        chosen = latest_day(obj.db, settings.timezone)
-        if chosen is None:
-            _fail("no mentions stored yet; run `weerbaar run --once` first")
+        if send:
+            html_path, text_path, result, delivery = make_and_send_digest(obj.db, settings, model, day=chosen)
+        else:
+            html_path, text_path, result = write_digest(obj.db, settings, chosen, model)
+        click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")
     else:
-        chosen = dt.datetime.now(ZoneInfo(settings.timezone)).date() - dt.timedelta(days=1)
-    html_path, text_path, result = write_digest(obj.db, settings, chosen, _current_model(settings))
-    click.echo(f"Digest for {chosen}: {result.threats} threat(s), {result.flagged} flagged mention(s).")
+        html_path, text_path, result, delivery = make_and_send_digest(obj.db, settings, model, send=send)
+        click.echo(
+            f"Digest of what was collected {result.window_local} (posted {result.posting_days_text}): "
+            f"{result.threats} threat(s), {result.flagged} flagged mention(s)."
+        )
     click.echo(f"  {html_path}\n  {text_path}")
+    if delivery is not None:
+        click.echo(f"Mail: sent {delivery.sent}, still queued {delivery.deferred}, refused {delivery.failed}.")
+        if delivery.deferred or delivery.failed:
+            click.echo("  see `weerbaar alerts list`; `weerbaar alerts retry` sends what is queued", err=True)
 
 
 @cli.command()
@@ -548,12 +583,120 @@ def demo(ctx: click.Context) -> None:
     except SystemExit as exc:
         if exc.code:
             raise
-    ctx.invoke(digest, day=None, latest=True)
+    ctx.invoke(digest, day=None, latest=True, send=False)
 
 
 def main() -> None:
     """Run the CLI."""
     cli()
+
+
+# -- mail: threat and spike alerts, officials' contacts --------------------------------------------------------------
+
+
+@officials.command("edit")
+@click.argument("official_id", type=int)
+@click.option("--name")
+@click.option("--role")
+@click.option("--body-type", type=click.Choice(["gemeente", "provincie", "waterschap"]))
+@click.option("--body-name")
+@click.option("--x", "x_handle", help="X handle; an empty value removes it.")
+@click.option("--mastodon", "mastodon_handle", help="Mastodon handle; an empty value removes it.")
+@click.option("--bluesky", "bluesky_handle", help="Bluesky handle; an empty value removes it.")
+@click.option("--email", help="The official's own address (mailed only with [alerts] notify_official).")
+@click.option("--contacts", help="Support contacts who get this official's alerts and digest, separated by ';'.")
+@click.pass_obj
+def officials_edit(obj: Context, official_id: int, **values: str | None) -> None:
+    """Change an official's handles, contacts or other fields, with the same checks as an import.
+
+    Handles must stay within the recorded consent. Only the options given change; an empty value clears a field.
+
+    Example:
+
+    \b
+        weerbaar officials edit 3 --contacts "bode@zwolle.nl;woordvoering@zwolle.nl"
+        weerbaar officials edit 3 --x @AnneVisserNieuw --mastodon ""
+    """
+    from .officials import RegistryError, edit_official
+
+    changes = {k: v for k, v in values.items() if v is not None}
+    if not changes:
+        _fail("nothing to change; give at least one option (see --help)")
+    try:
+        changed = edit_official(obj.db, official_id, changes)
+    except RegistryError as exc:
+        _fail(exc.errors)
+    click.echo(f"Official {official_id}: changed {', '.join(changed)}." if changed else "Nothing changed.")
+
+
+@cli.group()
+def alerts() -> None:
+    """Show and resend the alert and digest mails waiting in the outbox.
+
+    Example:
+
+    \b
+        weerbaar alerts list
+        weerbaar alerts retry
+    """
+
+
+@alerts.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also show what was sent.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def alerts_list(obj: Context, show_all: bool, as_json: bool) -> None:
+    """List queued mail: pending (the server was down or said "try later") and failed (the server refused it).
+
+    Example:
+
+    \b
+        weerbaar alerts list
+    """
+    from .mail import outbox_rows, plain
+
+    statuses = ("pending", "failed", "sent") if show_all else ("pending", "failed")
+    rows = outbox_rows(obj.db, statuses)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("Nothing queued: every alert and digest was handed to the mail server.")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['id']:>5}  {row['status']:<8} {row['kind']:<7} {plain(row['recipient']):<32} "
+            f"queued {row['queued_at'][:19]}  tries {row['attempts']}  {plain(row['subject'])}"
+        )
+        if row["last_error"]:
+            click.echo(f"       last error: {plain(row['last_error'])}")
+
+
+@alerts.command("retry")
+@click.option("--failed", "include_failed", is_flag=True, help="Also resend what the server refused (5xx).")
+@click.option("--id", "ids", type=int, multiple=True, help="Resend only this outbox row (repeatable).")
+@click.pass_obj
+def alerts_retry(obj: Context, include_failed: bool, ids: tuple[int, ...]) -> None:
+    """Send what is queued now: threat alerts, spike alerts and digests. Nothing already sent is sent again.
+
+    Example:
+
+    \b
+        weerbaar alerts retry
+        weerbaar alerts retry --failed
+    """
+    from .mail import MailError, check_host, send_pending
+
+    try:
+        check_host(obj.settings.mail)
+    except MailError as exc:
+        _fail(str(exc))
+    result = send_pending(obj.db, obj.settings.mail, include_failed=include_failed, ids=list(ids) or None)
+    click.echo(f"Mail: sent {result.sent}, still queued {result.deferred}, refused {result.failed}.")
+    for line in dict.fromkeys(result.errors):
+        click.echo(f"  {line}", err=True)
+    if result.deferred or result.failed:
+        sys.exit(1)
 
 
 # -- sources: cursors rewound on purpose ------------------------------------------------------------------------------

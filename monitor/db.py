@@ -398,3 +398,65 @@ def m104_run_process(db: sqlite_utils.Database) -> None:
     """Record which process runs a collection (pid), so a run whose process died shows as interrupted."""
     if "pid" not in db["collector_runs"].columns_dict:
         db.execute("ALTER TABLE collector_runs ADD COLUMN pid INTEGER")
+
+
+@migrations()
+def m201_alert_outbox(db: sqlite_utils.Database) -> None:
+    """The outbox: every mail to send (threat alert, spike alert, digest), queued in the transaction that caused it.
+
+    One row per message and recipient; UNIQUE (key, recipient) makes queueing the same alert twice a no-op, so each
+    recipient gets it once across crashes and restarts. A threat alert's row goes with its mention (erasure cascades);
+    the message body is cleared once it is sent, so the outbox does not keep mention text longer than the mentions.
+    """
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('threat', 'spike', 'digest')),
+            key TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            mention_id INTEGER REFERENCES mentions(id) ON DELETE CASCADE,
+            official_id INTEGER REFERENCES officials(id),
+            subject TEXT NOT NULL,
+            message BLOB,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            queued_at TEXT NOT NULL,
+            claimed_until TEXT,
+            claimed_by TEXT,
+            sent_at TEXT,
+            UNIQUE (key, recipient)
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_mention ON outbox (mention_id)")
+
+
+@migrations()
+def m202_digest_windows(db: sqlite_utils.Database) -> None:
+    """A digest covers what was collected in a window (collected_from, collected_until], and may be due on a day."""
+    for column in ("collected_from", "collected_until", "posting_days", "due_on"):
+        if column not in db["digests"].columns_dict:
+            db.execute(f"ALTER TABLE digests ADD COLUMN {column} TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS digests_collected_until ON digests (collected_until)")
+    db.execute("CREATE INDEX IF NOT EXISTS digests_due_on ON digests (due_on)")
+
+
+@migrations()
+def m203_official_contacts(db: sqlite_utils.Database) -> None:
+    """Support contacts per official: staff addresses (separated by ';') that get the official's alerts and digest."""
+    if "contacts" not in db["officials"].columns_dict:
+        db.execute("ALTER TABLE officials ADD COLUMN contacts TEXT")
+
+
+@migrations()
+def m204_digest_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes the digest reads by: mentions by collection time, and per source by posting and collection time.
+
+    The digest of a collection window finds its mentions by collected_at, and asks per source whether it brought
+    anything in the window (silent sources); without these, both scan the whole table.
+    """
+    db.execute("CREATE INDEX IF NOT EXISTS mentions_collected ON mentions (collected_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS mentions_source_created ON mentions (source, created_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS mentions_source_collected ON mentions (source, collected_at)")

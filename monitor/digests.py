@@ -31,6 +31,20 @@ class DigestItem:
     probability: float
     band: str
 
+    @property
+    def band_name(self) -> str:
+        """Return the band in Dutch; a flagged item's lowest band says it is over a threshold, never 'low'."""
+        from .alerts import BAND_NAMES
+
+        return BAND_NAMES.get(self.band, self.band)
+
+    @property
+    def category_name(self) -> str:
+        """Return the category in Dutch (dreiging, agressie, ...)."""
+        from .alerts import CATEGORY_NAMES
+
+        return CATEGORY_NAMES.get(self.category, self.category)
+
 
 @dataclass
 class OfficialDigest:
@@ -59,6 +73,34 @@ class Digest:
     silent_sources: list[str]
     warnings: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    # Set for a digest of what was collected in (collected_from, collected_until]; None for one posting day.
+    collected_from: str | None = None
+    collected_until: str | None = None
+    posting_days: list[dt.date] = field(default_factory=list)
+    # Local display of the collection window, and the trend of flagged posts per official (for the mail's charts).
+    window_local: str | None = None
+    trends: dict[int, list[tuple[dt.date, int]]] = field(default_factory=dict)
+
+    @property
+    def officials_affected(self) -> int:
+        """Return how many officials have at least one flagged mention in this digest."""
+        return sum(1 for o in self.officials if o.threats or o.flagged)
+
+    @property
+    def posting_days_text(self) -> str:
+        """Return the posting days covered, as staff read them ('28-11-2026 t/m 30-11-2026')."""
+        if not self.posting_days:
+            return "geen"
+        first, last = self.posting_days[0], self.posting_days[-1]
+        if first == last:
+            return first.strftime("%d-%m-%Y")
+        return f"{first.strftime('%d-%m-%Y')} t/m {last.strftime('%d-%m-%Y')} ({len(self.posting_days)} dagen)"
+
+    def only(self, official_ids: set[int]) -> Digest:
+        """Return this digest narrowed to OFFICIAL_IDS (an official's part, for their contacts)."""
+        import dataclasses
+
+        return dataclasses.replace(self, officials=[o for o in self.officials if o.official_id in official_ids])
 
     @property
     def threats(self) -> int:
@@ -95,14 +137,15 @@ def _model_parameters(current_model: tuple[str, str] | None) -> dict[str, str | 
 
 
 def _counts(
-    db: sqlite_utils.Database, start: str, end: str, current_model: tuple[str, str] | None
+    db: sqlite_utils.Database, column: str, start: str, end: str, current_model: tuple[str, str] | None
 ) -> dict[int, tuple[int, int]]:
+    """Return {official_id: (mentions, flagged)} for mentions whose COLUMN lies in [START, END)."""
     rows = db.execute(
         f"""
         SELECT t.official_id, count(*), coalesce(sum(s.flagged), 0)
         FROM mentions m JOIN mention_targets t ON t.mention_id = m.id
         LEFT JOIN scores s ON s.id = {counting_score_id()}
-        WHERE m.created_at >= :start AND m.created_at < :end
+        WHERE m.{column} >= :start AND m.{column} < :end
         GROUP BY t.official_id
         """,
         {"start": start, "end": end} | _model_parameters(current_model),
@@ -110,18 +153,86 @@ def _counts(
     return {official_id: (total, flagged) for official_id, total, flagged in rows}
 
 
+@dataclass(frozen=True)
+class _Window:
+    """Which mentions a digest covers: COLUMN (created_at or collected_at) in [start, end), and the window before."""
+
+    column: str
+    start: str
+    end: str
+    before_start: str
+    before_end: str
+
+
 def build_digest(
     db: sqlite_utils.Database, settings: Settings, day: dt.date, current_model: tuple[str, str] | None = None
 ) -> Digest:
-    """Gather one local day's flagged mentions per official, with counts against the previous day.
+    """Gather one local posting day's flagged mentions per official, with counts against the previous day.
 
     A mention scored by several model versions counts with CURRENT_MODEL's (name, version) score when it has one,
     else with its newest; so after a rescore or a rollback the digest follows the configured model.
     """
-    zone = ZoneInfo(settings.timezone)
     start, end = day_bounds(day, settings.timezone)
-    today = _counts(db, start, end, current_model)
-    before = _counts(db, *day_bounds(day - dt.timedelta(days=1), settings.timezone), current_model)
+    window = _Window("created_at", start, end, *day_bounds(day - dt.timedelta(days=1), settings.timezone))
+    digest = _build(db, settings, window, day, current_model)
+    digest.posting_days = [day]
+    return digest
+
+
+def build_collected_digest(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    since: str | None = None,
+    until: str | None = None,
+    current_model: tuple[str, str] | None = None,
+) -> Digest:
+    """Gather what was collected after SINCE up to UNTIL (default: after the previous such digest, up to now).
+
+    A post collected late (an import, a backlog, a collector that was down) lands in the first digest after it was
+    collected, whatever day it was posted; the digest says which posting days it spans. Counts compare with the
+    window of the same length before it. The first digest ever covers the day before UNTIL.
+    """
+    until = until or utcnow()
+    if since is None:
+        row = db.execute(
+            "SELECT max(collected_until) FROM digests WHERE collected_until IS NOT NULL AND collected_until <= ?",
+            [until],
+        ).fetchone()
+        since = row[0] if row and row[0] else _shift(until, -86_400)
+    length = (_parse(until) - _parse(since)).total_seconds()
+    # Stored collected_at values and window bounds share one format, so they compare as text; the window is
+    # (since, until], which as [start, end) is [since + 1 microsecond, until + 1 microsecond).
+    start, end = _shift(since, 1e-6), _shift(until, 1e-6)
+    window = _Window("collected_at", start, end, _shift(start, -length), start)
+    zone = ZoneInfo(settings.timezone)
+    digest = _build(db, settings, window, _parse(until).astimezone(zone).date(), current_model)
+    digest.collected_from, digest.collected_until = since, until
+    fmt = "%d-%m-%Y %H:%M"
+    digest.window_local = f"{_parse(since).astimezone(zone).strftime(fmt)} tot {_parse(until).astimezone(zone).strftime(fmt)}"
+    hours = db.execute(
+        "SELECT DISTINCT substr(created_at, 1, 13) FROM mentions WHERE collected_at >= ? AND collected_at < ?",
+        [start, end],
+    ).fetchall()
+    digest.posting_days = sorted({
+        dt.datetime.fromisoformat(h + ":00:00+00:00").astimezone(zone).date() for (h,) in hours if h
+    })
+    return digest
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _shift(stamp: str, seconds: float) -> str:
+    return (_parse(stamp) + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _build(
+    db: sqlite_utils.Database, settings: Settings, window: _Window, day: dt.date, current_model: tuple[str, str] | None
+) -> Digest:
+    zone = ZoneInfo(settings.timezone)
+    today = _counts(db, window.column, window.start, window.end, current_model)
+    before = _counts(db, window.column, window.before_start, window.before_end, current_model)
     officials = {}
     for official_id, name, role, body_name in db.execute(
         "SELECT id, name, role, body_name FROM officials WHERE status = 'active' ORDER BY name"
@@ -137,9 +248,9 @@ def build_digest(
                s.probabilities, s.labels, s.model || '@' || s.model_version
         FROM mentions m JOIN mention_targets t ON t.mention_id = m.id
         JOIN scores s ON s.id = {counting_score_id()}
-        WHERE m.created_at >= :start AND m.created_at < :end AND s.flagged = 1
+        WHERE m.{window.column} >= :start AND m.{window.column} < :end AND s.flagged = 1
         """,
-        {"start": start, "end": end} | _model_parameters(current_model),
+        {"start": window.start, "end": window.end} | _model_parameters(current_model),
     ).fetchall()
     for mention_id, official_id, platform, url, author, created_at, text, probs, labels, model in rows:
         if official_id not in officials:
@@ -172,20 +283,21 @@ def build_digest(
         generated_at=utcnow(),
         generated_local=dt.datetime.now(zone).strftime("%Y-%m-%d %H:%M"),
         officials=ordered,
-        silent_sources=_silent_sources(db, settings, start, end),
+        silent_sources=_silent_sources(db, settings, window.column, window.start, window.end),
         warnings=_watchdog_warnings(db, settings),
         models=sorted(models),
     )
 
 
-def _silent_sources(db: sqlite_utils.Database, settings: Settings, start: str, end: str) -> list[str]:
-    """Return a line for each enabled source that brought in no mentions for the day."""
+def _silent_sources(db: sqlite_utils.Database, settings: Settings, column: str, start: str, end: str) -> list[str]:
+    """Return a line for each enabled source that brought in no mentions for the day (or collection window)."""
     lines = []
     for name, config in settings.sources.items():
         if not config.enabled:
             continue
         count = db.execute(
-            "SELECT count(*) FROM mentions WHERE source = ? AND created_at >= ? AND created_at < ?", [name, start, end]
+            f"SELECT EXISTS (SELECT 1 FROM mentions WHERE source = ? AND {column} >= ? AND {column} < ?)",
+            [name, start, end],
         ).fetchone()[0]
         if count:
             continue
@@ -220,22 +332,34 @@ def write_digest_files(digest: Digest, html_path: Path, text_path: Path) -> None
 def write_digest(
     db: sqlite_utils.Database, settings: Settings, day: dt.date, current_model: tuple[str, str] | None = None
 ) -> tuple[Path, Path, Digest]:
-    """Render a day's digest to HTML and plain text in the digest directory and record it (see build_digest)."""
+    """Render a posting day's digest to HTML and plain text in the digest directory and record it (see build_digest)."""
     digest = build_digest(db, settings, day, current_model)
+    html_path, text_path, _ = save_digest(db, settings, digest, f"digest-{day.isoformat()}")
+    return html_path, text_path, digest
+
+
+def save_digest(
+    db: sqlite_utils.Database, settings: Settings, digest: Digest, stem: str, due_on: dt.date | None = None
+) -> tuple[Path, Path, int]:
+    """Write DIGEST as STEM.html and STEM.txt in the digest directory, record it, and return the paths and its id."""
     directory = Path(settings.digest.directory)
     directory.mkdir(parents=True, exist_ok=True)
-    html_path = directory / f"digest-{day.isoformat()}.html"
-    text_path = directory / f"digest-{day.isoformat()}.txt"
+    html_path = directory / f"{stem}.html"
+    text_path = directory / f"{stem}.txt"
     write_digest_files(digest, html_path, text_path)
-    db["digests"].insert(
+    digest_id = db["digests"].insert(
         {
-            "day": day.isoformat(),
+            "day": digest.day.isoformat(),
             "created_at": digest.generated_at,
             "html_path": str(html_path),
             "text_path": str(text_path),
             "officials": len(digest.officials),
             "flagged": digest.flagged,
             "threats": digest.threats,
+            "collected_from": digest.collected_from,
+            "collected_until": digest.collected_until,
+            "posting_days": ",".join(d.isoformat() for d in digest.posting_days),
+            "due_on": due_on.isoformat() if due_on else None,
         }
-    )
-    return html_path, text_path, digest
+    ).last_pk
+    return html_path, text_path, digest_id

@@ -15,6 +15,7 @@ from .db import audit, utcnow, write_transaction
 from .erasure import erase_handles, rewrite_digests
 from .mentions import PLATFORMS, normalise_handle
 from .settings import Settings
+from .settings import EMAIL_ADDRESS
 
 ROLES = (
     "burgemeester",
@@ -43,6 +44,7 @@ CSV_COLUMNS = (
     "consent_date",
     "consent_scope",
     "consent_recorded_by",
+    "contacts",
 )
 REQUIRED_COLUMNS = ("name", "role", "body_type", "body_name", "consent_date", "consent_scope", "consent_recorded_by")
 _HANDLE_PATTERNS = {
@@ -73,6 +75,8 @@ class OfficialInput:
     consent_recorded_by: str
     handles: dict[str, str] = field(default_factory=dict)
     email: str | None = None
+    # Support contacts: staff who act for the official and get their alerts and their part of the digest.
+    contacts: list[str] = field(default_factory=list)
 
 
 def validate_official(values: dict[str, str], where: str) -> tuple[OfficialInput | None, list[str]]:
@@ -118,8 +122,12 @@ def validate_official(values: dict[str, str], where: str) -> tuple[OfficialInput
     if not any(clean.get(f"{p}_handle") for p in PLATFORMS):
         err("handles", "at least one of x_handle, mastodon_handle, bluesky_handle is required")
     email = clean.get("email") or None
-    if email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
+    if email and not EMAIL_ADDRESS.match(email):
         err("email", f"not an e-mail address: {email!r}")
+    contacts = [c.strip() for c in clean.get("contacts", "").split(";") if c.strip()]
+    for contact in contacts:
+        if not EMAIL_ADDRESS.match(contact):
+            err("contacts", f"not an e-mail address: {contact!r} (separate addresses with ';')")
     if errors:
         return None, errors
     return (
@@ -133,6 +141,7 @@ def validate_official(values: dict[str, str], where: str) -> tuple[OfficialInput
             consent_recorded_by=clean["consent_recorded_by"],
             handles=handles,
             email=email,
+            contacts=list(dict.fromkeys(contacts)),
         ),
         [],
     )
@@ -213,6 +222,7 @@ def register_officials(
                     "body_type": official.body_type,
                     "body_name": official.body_name,
                     "email": official.email,
+                    "contacts": ";".join(official.contacts) or None,
                     "status": "active",
                     "created_at": utcnow(),
                 }
@@ -317,9 +327,11 @@ def withdraw_official(
                        "ON CONFLICT(account_sha256) DO UPDATE SET withdrawn_at = excluded.withdrawn_at",
                        [account_fingerprint(platform, handle), now])
         db.execute(
-            "UPDATE officials SET name = '', role = '', body_name = '', email = NULL, status = 'withdrawn' "
-            "WHERE id = ?", [official_id]
+            "UPDATE officials SET name = '', role = '', body_name = '', email = NULL, contacts = NULL, "
+            "status = 'withdrawn' WHERE id = ?", [official_id]
         )
+        # Queued mail about this official only (spike alerts) goes too; threat alerts went with their mentions.
+        db.execute("DELETE FROM outbox WHERE official_id = ? AND status != 'sent'", [official_id])
         db.execute(
             "UPDATE consents SET withdrawn_at = ?, withdrawn_by = ? WHERE official_id = ? AND withdrawn_at IS NULL",
             [now, actor, official_id],
@@ -381,3 +393,80 @@ def _find_official(db: sqlite_utils.Database, official: OfficialInput) -> int | 
 
 def _same_official(db: sqlite_utils.Database, owner: int, official: OfficialInput) -> bool:
     return _find_official(db, official) == owner
+
+
+EDITABLE_FIELDS = ("name", "role", "body_type", "body_name", "x_handle", "mastodon_handle", "bluesky_handle", "email",
+                   "contacts")
+
+
+def official_fields(db: sqlite_utils.Database, official_id: int) -> dict[str, str]:
+    """Return an active official's fields as the CSV names them (handles, consent, contacts as 'a;b')."""
+    row = db.execute(
+        "SELECT name, role, body_type, body_name, email, contacts, status FROM officials WHERE id = ?", [official_id]
+    ).fetchone()
+    if row is None:
+        raise RegistryError([f"official {official_id}: no such official"])
+    if row[6] != "active":
+        raise RegistryError([f"official {official_id}: consent was withdrawn; nothing to edit"])
+    consent = db.execute(
+        "SELECT given_on, scope, recorded_by FROM consents WHERE official_id = ? AND withdrawn_at IS NULL "
+        "ORDER BY id DESC LIMIT 1",
+        [official_id],
+    ).fetchone()
+    fields = dict(zip(("name", "role", "body_type", "body_name", "email", "contacts"), row[:6]))
+    fields.update(zip(("consent_date", "consent_scope", "consent_recorded_by"), consent or ("", "", "")))
+    for platform, handle in db.execute("SELECT platform, handle FROM accounts WHERE official_id = ?", [official_id]):
+        fields[f"{platform}_handle"] = handle
+    return {k: v or "" for k, v in fields.items()}
+
+
+def edit_official(
+    db: sqlite_utils.Database, official_id: int, changes: dict[str, str], actor: str = "cli"
+) -> list[str]:
+    """Change an official's fields (as named in the CSV; '' clears one) with the import's checks; return what changed.
+
+    Handles must stay within the recorded consent; a handle already registered to another official is refused.
+    Nothing is written when any check fails. Consent itself is not edited here: a new scope needs a new consent.
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise RegistryError([f"official {official_id}: field '{name}' cannot be edited" for name in sorted(unknown)])
+    current = official_fields(db, official_id)
+    merged = current | {k: (v or "").strip() for k, v in changes.items()}
+    official, errors = validate_official(merged, f"official {official_id}")
+    if official is None:
+        raise RegistryError(errors)
+    for platform, handle in official.handles.items():
+        owner = _account_owner(db, platform, handle)
+        if owner is not None and owner != official_id:
+            errors.append(f"official {official_id}: field '{platform}_handle': {handle} is already registered to "
+                          f"official {owner}")
+    if errors:
+        raise RegistryError(errors)
+    def differs(name: str) -> bool:
+        old, new = current.get(name, ""), merged.get(name, "")
+        if name.endswith("_handle") and old and new:
+            platform = name.removesuffix("_handle")
+            return normalise_handle(platform, old) != normalise_handle(platform, new)
+        return old != new
+
+    changed = [name for name in EDITABLE_FIELDS if differs(name)]
+    if not changed:
+        return []
+    with write_transaction(db):
+        db.execute(
+            "UPDATE officials SET name = ?, role = ?, body_type = ?, body_name = ?, email = ?, contacts = ? WHERE id = ?",
+            [official.name, official.role, official.body_type, official.body_name, official.email,
+             ";".join(official.contacts) or None, official_id],
+        )
+        for platform in PLATFORMS:
+            handle = official.handles.get(platform)
+            if f"{platform}_handle" not in changed:
+                continue
+            db.execute("DELETE FROM accounts WHERE official_id = ? AND platform = ?", [official_id, platform])
+            if handle:
+                db["accounts"].insert({"official_id": official_id, "platform": platform,
+                                       "handle": normalise_handle(platform, handle), "authorised": 0, "state": "ok"})
+        # The audit line names the fields, never their values (names and addresses are personal data).
+        audit(db, "official.edited", f"official:{official_id}", {"fields": changed}, actor)
+    return changed

@@ -19,6 +19,7 @@ import sqlite_utils
 from scrapers.base import Batch, Source, SourceStopped
 from scrapers.source_types import build_source
 
+from .alerts import queue_alerts_for_new_links, queue_spike_alerts, queue_threat_alerts, send_alerts
 from .classifier import Classifier, judge
 from .db import audit, quarantine_excerpt, score_row, utcnow, write_transaction
 from .mentions import Mention, normalise_handle, payload_hash
@@ -58,6 +59,8 @@ class SourceRun:
     flagged: Counter = field(default_factory=Counter)
     error: str | None = None
     retry_after: str | None = None
+    alerts_queued: int = 0
+    alerts_sent: int = 0
 
 
 def get_cursor(db: sqlite_utils.Database, source: str) -> str | None:
@@ -192,6 +195,8 @@ def store_batch(
                 if added:
                     db["mention_targets"].insert_all(_link_rows(stored, added, now))
                     linked += len(added)
+                    summary.alerts_queued += queue_alerts_for_new_links(
+                        db, stored, list(added), settings, (classifier.name, classifier.version))
                 continue
             if not targets or key not in verdict_of:
                 # Data minimisation: a post about nobody who consented (now) is not kept.
@@ -202,6 +207,7 @@ def store_batch(
             mention_id = db["mentions"].insert(row).last_pk
             db["mention_targets"].insert_all(_link_rows(mention_id, targets, now))
             db["scores"].insert(score_row(mention_id, classifier, verdict, now))
+            summary.alerts_queued += queue_threat_alerts(db, mention_id, list(targets), verdict, settings)
             flagged.update(verdict.labels)
             new += 1
         for item in batch.quarantined:
@@ -273,7 +279,11 @@ def run_source(
     _ACTIVE_RUNS.add(run_id)
     try:
         for batch in source.fetch(cursor):
+            queued_before = summary.alerts_queued
             store_batch(db, source.name, run_id, batch, classifier, settings, summary)
+            if summary.alerts_queued > queued_before:
+                # Right after the commit: a threat must not wait for the rest of the run.
+                summary.alerts_sent += send_alerts(db, settings).sent
             if should_stop is not None and should_stop():
                 summary.status, summary.error = "interrupted", "stopped on request after a committed batch"
                 log.info("%s: stopping after a committed batch", source.name)
@@ -331,9 +341,14 @@ def run_once(
     only: list[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[SourceRun]:
-    """Run every enabled source once and return what each did."""
-    return [
+    """Run every enabled source once, then check for spikes and send what is queued; return what each source did."""
+    runs = [
         run_source(db, source, classifier, settings, should_stop)
         for source in build_sources(settings, db, only)
         if not (should_stop and should_stop())
     ]
+    if settings.mail.configured:
+        queue_spike_alerts(db, settings, current_model=(classifier.name, classifier.version))
+        # Also what earlier runs could not deliver (server down, 4xx).
+        send_alerts(db, settings)
+    return runs

@@ -8,6 +8,15 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 QUOTE_MARK = "    | "
+# C0 and C1 control characters (bar tab and newline) and the bidirectional overrides that can make a text read
+# differently from what it is: hostile text must not steer a terminal, a mail reader or a plain-text digest.
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: str | None) -> str:
+    """Return TEXT without control and bidirectional-override characters, safe for plain text and terminals."""
+    return _UNSAFE_CHARACTERS.sub("", text or "")
+
 
 _ENV = Environment(
     loader=PackageLoader("monitor", "templates"),
@@ -16,6 +25,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_ENV.filters["plain"] = plain
 
 
 def one_line(value: object) -> str:

@@ -27,8 +27,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .classifier import Classifier, load_classifier
+from .alerts import queue_spike_alerts, send_alerts
 from .db import open_db
-from .digests import write_digest
+from .digest_mail import run_scheduled_digest
+from .mail import send_pending
 from .pipeline import SourceRun, build_sources, run_source
 from .settings import Settings
 from .watchdog import source_health
@@ -37,7 +39,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MISFIRE_GRACE_SECONDS = 300
 DIGEST_JOB_ID = "digest"
+OUTBOX_JOB_ID = "outbox"
 COLLECT_JOB_PREFIX = "collect:"
+# How often the service retries mail that could not be delivered (server down, 4xx).
+OUTBOX_RETRY_MINUTES = 5
 
 
 def digest_trigger(settings: Settings) -> CronTrigger:
@@ -83,6 +88,9 @@ class MonitorJobs:
         try:
             (source,) = build_sources(self.settings, db, only=[source_name])
             result = run_source(db, source, self.classifier, self.settings, should_stop=self.stop_event.is_set)
+            if result.new and self.settings.mail.configured:
+                queue_spike_alerts(db, self.settings, current_model=(self.classifier.name, self.classifier.version))
+                send_alerts(db, self.settings)
             log.info(
                 "%s: %s; fetched %d, new %d, duplicates %d, quarantined %d",
                 source_name, result.status, result.fetched, result.new, result.duplicates, result.quarantined,
@@ -98,17 +106,27 @@ class MonitorJobs:
             if health.silent:
                 log.warning("source %s is silent: %s", health.source, health.reason)
 
-    def write_daily_digest(self) -> Path:
-        """Write the digest for yesterday (local time) and return the path of its text version."""
+    def write_daily_digest(self) -> Path | None:
+        """Write and mail today's digest of what was collected since the previous one, once a day; return its text path.
+
+        Also run when the service starts: a digest whose send_at passed while the service was down is made up then.
+        """
         db = open_db(self.settings.db_path, self.settings.busy_timeout_seconds)
         try:
-            today = dt.datetime.now(ZoneInfo(self.settings.timezone)).date()
-            _, text_path, digest = write_digest(
-                db, self.settings, today - dt.timedelta(days=1), (self.classifier.name, self.classifier.version)
-            )
-            log.info("digest for %s written: %s (%d threat(s))", digest.day, text_path, digest.threats)
+            result = run_scheduled_digest(db, self.settings, (self.classifier.name, self.classifier.version))
             self.warn_about_silent_sources(db)
-            return text_path
+            return result[1] if result else None
+        finally:
+            db.close()
+
+    def send_queued_mail(self) -> None:
+        """Send what is still queued in the outbox (alerts and digests the server could not take earlier)."""
+        if not self.settings.mail.configured:
+            return
+        db = open_db(self.settings.db_path)
+        try:
+            send_alerts(db, self.settings)
+            send_pending(db, self.settings.mail, kinds=("digest",))
         finally:
             db.close()
 
@@ -133,10 +151,10 @@ def build_scheduler(
     """Return a scheduler (not started) with one collect job per enabled source and the daily digest job."""
     zone = ZoneInfo(settings.timezone)
     enabled = {name: config for name, config in settings.sources.items() if config.enabled}
-    # One thread per source, so a slow platform never delays another; the digest gets its own.
+    # One thread per source, so a slow platform never delays another; the digest and the outbox get one each.
     scheduler = BackgroundScheduler(
         timezone=zone,
-        executors={"default": ThreadPoolExecutor(max_workers=len(enabled) + 1)},
+        executors={"default": ThreadPoolExecutor(max_workers=len(enabled) + 2)},
     )
     scheduler.add_listener(_log_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     start = dt.datetime.now(zone) if collect_at_start else None
@@ -157,6 +175,17 @@ def build_scheduler(
         digest_trigger(settings),
         id=DIGEST_JOB_ID,
         name="daily digest",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=misfire_grace_seconds,
+        # At start too: today's digest is made up when the service was down at send_at (it is made once a day).
+        next_run_time=dt.datetime.now(zone),
+    )
+    scheduler.add_job(
+        jobs.send_queued_mail,
+        IntervalTrigger(minutes=OUTBOX_RETRY_MINUTES, timezone=zone),
+        id=OUTBOX_JOB_ID,
+        name="send queued mail",
         max_instances=1,
         coalesce=True,
         misfire_grace_time=misfire_grace_seconds,

@@ -7,11 +7,12 @@ error, so that nobody commits one by accident.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +28,17 @@ SECRET_FIELDS = (
     "bluesky_app_password",
     "smtp_password",
 )
+# An e-mail address as the registry and the settings accept it: something@domain.tld, no spaces.
+EMAIL_ADDRESS = re.compile(r"^[^@\s;,<>]+@[^@\s;,<>]+\.[^@\s;,<>]+$")
+
+
+def check_addresses(addresses: list[str]) -> list[str]:
+    """Return ADDRESSES stripped; raise ValueError naming the first that is not an e-mail address."""
+    clean = [a.strip() for a in addresses if a.strip()]
+    for address in clean:
+        if not EMAIL_ADDRESS.match(address):
+            raise ValueError(f"not an e-mail address: {address!r}")
+    return clean
 
 
 class SettingsError(ValueError):
@@ -123,10 +135,60 @@ class ClassifierSettings(StrictModel):
 
 
 class DigestSettings(StrictModel):
-    """Where and when the daily digest is written."""
+    """Where and when the daily digest is written, and who gets it by mail."""
 
     directory: Path = Path("var/digests")
     send_at: str = "07:30"
+    # Who receive the whole digest (all officials); each official's contacts get that official's part.
+    recipients: list[str] = Field(default_factory=list)
+    # Days of history in the trend chart of each official.
+    trend_days: int = Field(default=14, ge=2, le=90)
+
+    _recipients = field_validator("recipients")(check_addresses)
+
+
+class MailSettings(StrictModel):
+    """The SMTP server that alerts and digests are handed to; the password only from WEERBAAR_SMTP_PASSWORD."""
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    timeout_seconds: float = Field(default=30, gt=0)
+    # The project's one retry policy (scrapers/http.RetryPolicy): a connection refused or a 4xx answer is retried
+    # this often within one run; what still fails stays queued for the next run or `weerbaar alerts retry`.
+    retry_attempts: int = Field(default=3, ge=1)
+    retry_wait_seconds: float = Field(default=1.0, ge=0)
+    retry_max_wait_seconds: float = Field(default=10.0, ge=0)
+
+    @property
+    def configured(self) -> bool:
+        """Return whether a host and a sender are set, so that mail can be sent."""
+        return bool(self.host and self.sender)
+
+
+class AlertSettings(StrictModel):
+    """Who is told about a threat at once, and when a day's flagged count is a spike."""
+
+    # The support desk: every threat and spike alert goes here.
+    recipients: list[str] = Field(default_factory=list)
+    # Also mail the official's own address (officials.email); off by default, staff usually act first.
+    notify_official: bool = False
+    # A day is a spike when its flagged count is at least spike_min_count and spike_z standard deviations above the
+    # official's own daily mean over the spike_baseline_days before it.
+    spike_z: float = Field(default=2.0, gt=0)
+    spike_min_count: int = Field(default=5, ge=1)
+    spike_baseline_days: int = Field(default=56, ge=7)
+
+    _recipients = field_validator("recipients")(check_addresses)
+
+
+class WebSettings(StrictModel):
+    """The review desk, as far as mail needs it: where its pages live."""
+
+    base_url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -141,6 +203,9 @@ class Settings(BaseSettings):
     busy_timeout_seconds: float = Field(default=10.0, gt=0)
     classifier: ClassifierSettings = ClassifierSettings()
     digest: DigestSettings = DigestSettings()
+    mail: MailSettings = MailSettings()
+    alerts: AlertSettings = AlertSettings()
+    web: WebSettings = WebSettings()
     sources: dict[str, AnySourceSettings] = Field(default_factory=dict)
     x_bearer_token: SecretStr | None = None
     mastodon_access_token: SecretStr | None = None

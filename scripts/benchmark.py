@@ -11,13 +11,22 @@ Collection: mentions stored per second from fake X, Mastodon and Bluesky servers
 shaped like each API) holding --collect-posts posts, with the free classifier so that collection itself is measured,
 against the file source reading the same number of posts from disk.
 
+Alerts (--alerts-only, or --alerts with the rest): seconds from the commit of a batch holding a threat to the alert
+handed to a loopback SMTP server (aiosmtpd), against a bare smtplib send of the same message (the floor).
+Digest (--digest-only, or --digest): seconds to build one day's digest from a generated database of
+--digest-mentions stored mentions (monitor/synthetic.py), the digest of one day's collection window, its trend
+data and its mail with a chart per official, against the same digests on a copy without this release's digest
+indexes (today's query plan).
+
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
         [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
+        [--alerts] [--alerts-only] [--digest] [--digest-only] [--digest-mentions 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -154,6 +163,126 @@ def collection_rate(platform: str, n: int, workdir: Path) -> float:
     return run.new / elapsed
 
 
+def alert_latency(workdir: Path, rounds: int = 20) -> tuple[list[float], list[float]]:
+    """Return seconds from commit to the alert reaching a loopback SMTP server, per round; and bare smtplib sends."""
+    import smtplib
+
+    from monitor.mail import Mail, build_message
+    from monitor.settings import Settings
+    from tests.fakes.classifiers import KeywordClassifier
+    from tests.fakes.smtp_server import LoopbackSMTP
+
+    server = LoopbackSMTP().start()
+    arrivals: list[float] = []
+    original = server.handler.handle_DATA
+
+    async def timed(srv, session, envelope):
+        arrivals.append(time.time())
+        return await original(srv, session, envelope)
+
+    server.handler.handle_DATA = timed
+    try:
+        db = open_db(workdir / "alerts.db")
+        import_officials(db, OFFICIALS)
+        posts = workdir / "alert-posts.jsonl"
+        settings = Settings(
+            db_path=workdir / "alerts.db", sources={"bench": SourceSettings(type="file", path=str(posts))},
+            mail={"host": "127.0.0.1", "port": server.port, "sender": "weerbaar@bench.example"},
+            alerts={"recipients": ["desk@bench.example"]}, classifier={"model": "test-keywords"},
+        )
+        latencies = []
+        with posts.open("w", encoding="utf-8") as out:
+            for i in range(rounds):
+                # A batch of 100 ordinary posts with one threat in it, appended for each round.
+                for j in range(99):
+                    out.write(json.dumps({"platform": "x", "id": f"r{i}-{j}", "text": "@AnnekeVisserZw vraag",
+                                          "created_at": "2026-11-30T09:00:00Z"}) + "\n")
+                out.write(json.dumps({"platform": "x", "id": f"r{i}-t", "text": "@AnnekeVisserZw ik maak je af",
+                                      "created_at": "2026-11-30T09:00:00Z"}) + "\n")
+                out.flush()
+                before = len(arrivals)
+                run_once(db, settings, KeywordClassifier())
+                committed = db.execute(
+                    "SELECT max(collected_at) FROM mentions WHERE post_id = ?", [f"r{i}-t"]).fetchone()[0]
+                committed_at = dt.datetime.fromisoformat(committed.replace("Z", "+00:00")).timestamp()
+                if len(arrivals) != before + 1:
+                    raise RuntimeError(f"round {i}: {len(arrivals) - before} alerts arrived, expected 1")
+                latencies.append(arrivals[-1] - committed_at)
+        message = build_message(Mail("bench", "tekst", "<p>tekst</p>"), "weerbaar@bench.example",
+                                "desk@bench.example", "bench")
+        floor = []
+        for _ in range(rounds):
+            start = time.time()
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+                client.sendmail("weerbaar@bench.example", ["desk@bench.example"], message.as_bytes())
+            floor.append(arrivals[-1] - start)
+        return latencies, floor
+    finally:
+        server.stop()
+
+
+def digest_timings(path: Path, mentions: int) -> dict[str, float]:
+    """Return seconds to build digests from a generated database of MENTIONS mentions (generated at PATH if absent)."""
+    import shutil
+    import sqlite3
+
+    from monitor.digest_mail import add_trends
+    from monitor.digests import build_collected_digest, build_digest
+    from monitor.settings import Settings
+    from monitor.synthetic import SyntheticSpec, generate_database
+
+    spec = SyntheticSpec(mentions=mentions)
+    if not path.exists():
+        start = time.perf_counter()
+        generate_database(path, spec)
+        print(f"digest, generated {mentions} mentions in {time.perf_counter() - start:.1f} s ({path})")
+    settings = Settings(db_path=path, sources={p: {"type": "file", "path": "-"} for p in ("x", "mastodon", "bluesky")})
+    model = (spec.model, spec.model_version)
+    day = spec.end - dt.timedelta(days=1)
+
+    def best_of(fn, repeat=3) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    db = open_db(path)
+    figures = {"posting day": best_of(lambda: build_digest(db, settings, day, model))}
+    until = f"{day.isoformat()}T23:00:00.000000Z"
+    since = f"{(day - dt.timedelta(days=1)).isoformat()}T23:00:00.000000Z"
+    figures["collected window"] = best_of(lambda: build_collected_digest(db, settings, since, until, model))
+    digest = build_collected_digest(db, settings, since, until, model)
+    figures["trend data"] = best_of(lambda: add_trends(db, settings, digest, model))
+    from monitor.digest_mail import digest_mail
+
+    figures["mail, a chart per official"] = best_of(lambda: digest_mail(settings, digest), repeat=1)
+    db.close()
+    # Today's plan: the same digest on a copy without this release's digest indexes.
+    reference = path.with_name(path.stem + "-reference.db")
+    shutil.copy(path, reference)
+    conn = sqlite3.connect(reference)
+    conn.execute("DROP INDEX mentions_collected")
+    conn.execute("DROP INDEX mentions_source_created")
+    conn.execute("DROP INDEX mentions_source_collected")
+    conn.commit()
+    conn.close()
+    db = open_db(reference)
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm204_digest_indexes'")
+    db.conn.commit()
+    db.conn.close()
+    import sqlite_utils
+
+    db = sqlite_utils.Database(reference)  # not open_db: that would put the indexes back
+    figures["posting day, without the new indexes"] = best_of(lambda: build_digest(db, settings, day, model))
+    figures["collected window, without the new indexes"] = best_of(
+        lambda: build_collected_digest(db, settings, since, until, model), repeat=1)
+    db.close()
+    reference.unlink()
+    return figures
+
+
 def main() -> None:
     """Run the benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -168,7 +297,28 @@ def main() -> None:
     parser.add_argument("--model", help="classifier backend to measure instead of the settings' default")
     parser.add_argument("--model-path", type=Path, help="model folder for --model")
     parser.add_argument("--scoring-only", action="store_true", help="measure scoring only, not pipeline or collection")
+    parser.add_argument("--alerts", action="store_true", help="also measure commit-to-SMTP time of a threat alert")
+    parser.add_argument("--alerts-only", action="store_true", help="measure only the threat alert latency")
+    parser.add_argument("--digest", action="store_true", help="also measure building a digest on a large database")
+    parser.add_argument("--digest-only", action="store_true", help="measure only the digest build")
+    parser.add_argument("--digest-mentions", type=int, default=1_000_000, help="mentions in the generated database")
+    parser.add_argument("--digest-db", type=Path, help="generated database to reuse (made there if absent)")
     args = parser.parse_args()
+    if args.alerts or args.alerts_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            latencies, floor = alert_latency(Path(tmp))
+        latencies.sort()
+        floor.sort()
+        print(f"alerts, commit to SMTP server:  median {latencies[len(latencies) // 2]:.3f} s, worst {latencies[-1]:.3f} s "
+              f"over {len(latencies)} runs (goal: under 5 s)")
+        print(f"alerts, bare smtplib send:      median {floor[len(floor) // 2]:.3f} s (reference: the SMTP round trip)")
+    if args.digest or args.digest_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = args.digest_db or Path(tmp) / "synthetic.db"
+            for name, seconds in digest_timings(path, args.digest_mentions).items():
+                print(f"digest, {name + ':':<43}{seconds:7.3f} s ({args.digest_mentions} mentions)")
+    if args.alerts_only or args.digest_only:
+        return
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake servers' request log
 
     settings = load_settings(REPO / "config" / "weerbaar.toml")

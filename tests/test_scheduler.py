@@ -56,7 +56,7 @@ def test_one_job_per_enabled_source_and_the_digest():
     )
     scheduler = build_scheduler(settings, MonitorJobs(settings, CalmClassifier()), misfire_grace_seconds=120)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"collect:x-main", "collect:bsky", "digest"}
+    assert set(jobs) == {"collect:x-main", "collect:bsky", "digest", "outbox"}
     assert jobs["collect:x-main"].trigger.interval == dt.timedelta(minutes=15)
     assert jobs["collect:bsky"].trigger.interval == dt.timedelta(minutes=60)
     assert jobs["collect:bsky"].args == ("bsky",)
