@@ -561,7 +561,13 @@ def main() -> None:
 
 @cli.group()
 def sources() -> None:
-    """Look after the configured sources: rewind a cursor on purpose."""
+    """Look after the configured sources: rewind a cursor on purpose.
+
+    Example:
+
+    \b
+        weerbaar sources reset sample --yes
+    """
 
 
 @sources.command("reset")

@@ -35,7 +35,7 @@ from atproto_client.request import Request
 
 from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import BlueskySourceSettings, Settings
-from monitor.times import parse_timestamp
+from monitor.times import parse_stored, parse_timestamp, post_time
 
 from .base import Batch, Quarantined, SourceStopped
 from .http import RetryPolicy, rate_limited, reset_from_epoch
@@ -147,10 +147,9 @@ def since_with_overlap(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        moment = dt.datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+        return post_time(parse_stored(cursor) - SINCE_OVERLAP)
     except ValueError:
         return None
-    return (moment - SINCE_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def bluesky_source(name: str, config: BlueskySourceSettings, settings: Settings,
