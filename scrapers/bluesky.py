@@ -37,7 +37,7 @@ from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import BlueskySourceSettings, Settings
 from monitor.times import parse_stored, parse_timestamp, post_time
 
-from .base import Batch, Quarantined, SourceStopped
+from .base import MALFORMED, Batch, Quarantined, SourceStopped, malformed_reason
 from .http import RetryPolicy, rate_limited, reset_from_epoch
 from .registry import (
     WatchedAccount,
@@ -316,8 +316,8 @@ class BlueskySource:
         for post in posts:
             try:
                 batch.mentions.append(post_to_mention(post, account.handle))
-            except MentionError as exc:
+            except MALFORMED as exc:
                 uri = post.get("uri", "?") if isinstance(post, dict) else "?"
-                batch.quarantined.append(Quarantined(f"bluesky:@{account.handle}: {uri}", str(exc),
+                batch.quarantined.append(Quarantined(f"bluesky:@{account.handle}: {uri}", malformed_reason(exc),
                                                      json.dumps(post, ensure_ascii=False, sort_keys=True)))
         return batch

@@ -39,7 +39,7 @@ from mastodon.errors import (
 from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import MastodonSourceSettings, Settings
 
-from .base import Batch, Quarantined, SourceStopped
+from .base import MALFORMED, Batch, Quarantined, SourceStopped, malformed_reason
 from .http import RetryPolicy, rate_limited, reset_from_epoch
 from .registry import (
     WatchedAccount,
@@ -374,10 +374,10 @@ class MastodonSource:
                 if not isinstance(status, dict):
                     raise MentionError("status", "missing status")
                 mention = status_to_mention(status, instance, target(status), self._parent_uri(api, instance, status))
-            except MentionError as exc:
+            except MALFORMED as exc:
                 batch.quarantined.append(
                     Quarantined(f"{key}: {'notification' if status is not item else 'status'} {item.get('id', '?')}",
-                                str(exc), json.dumps(item, sort_keys=True, default=str, ensure_ascii=False))
+                                malformed_reason(exc), json.dumps(item, sort_keys=True, default=str, ensure_ascii=False))
                 )
                 continue
             if "edited_at" in mention.extra:
