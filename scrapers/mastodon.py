@@ -19,7 +19,6 @@ Secret: ``WEERBAAR_MASTODON_ACCESS_TOKEN``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -118,11 +117,6 @@ def html_to_text(html: object) -> str:
     return "\n".join(line.rstrip() for line in lines).strip("\n")
 
 
-def _as_iso(value: object) -> object:
-    """Return a datetime (Mastodon.py parses timestamps) as ISO 8601 text; leave anything else for validation."""
-    return value.isoformat() if isinstance(value, dt.datetime) else value
-
-
 def _full_acct(acct: str, instance: str) -> str:
     """Return user@instance for an acct that Mastodon shows without its domain when the user is local."""
     acct = acct.lower().lstrip("@")
@@ -165,7 +159,8 @@ def status_to_mention(status: dict, instance: str, target_handle: str | None,
         platform="mastodon",
         post_id=status.get("uri") or None,
         text=text,
-        created_at=_as_iso(status.get("created_at")),
+        # Mastodon.py has already parsed it into a datetime; monitor.times takes either.
+        created_at=status.get("created_at"),
         raw=json.dumps(status, sort_keys=True, default=str),
         target_handle=target_handle,
         author_handle=_full_acct(acct, instance) if isinstance(acct, str) and acct else None,
