@@ -14,6 +14,7 @@ from .classifier import band
 from .db import counting_score_id, utcnow
 from .rendering import render
 from .settings import Settings
+from .times import local_minute, now, parse_stored, post_time
 
 
 @dataclass
@@ -118,8 +119,7 @@ def day_bounds(day: dt.date, timezone: str) -> tuple[str, str]:
     zone = ZoneInfo(timezone)
     start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return start.astimezone(dt.timezone.utc).strftime(fmt), end.astimezone(dt.timezone.utc).strftime(fmt)
+    return post_time(start), post_time(end)
 
 
 def latest_day(db: sqlite_utils.Database, timezone: str) -> dt.date | None:
@@ -127,8 +127,7 @@ def latest_day(db: sqlite_utils.Database, timezone: str) -> dt.date | None:
     row = db.execute("SELECT max(created_at) FROM mentions").fetchone()
     if not row or not row[0]:
         return None
-    newest = dt.datetime.fromisoformat(row[0].replace("Z", "+00:00"))
-    return newest.astimezone(ZoneInfo(timezone)).date()
+    return parse_stored(row[0]).astimezone(ZoneInfo(timezone)).date()
 
 
 def _model_parameters(current_model: tuple[str, str] | None) -> dict[str, str | None]:
@@ -260,13 +259,12 @@ def _build(
         label_list = json.loads(labels)
         category = "threat" if "threat" in label_list else max(label_list, key=lambda c: probabilities.get(c, 0))
         probability = probabilities.get(category, 0.0)
-        posted = dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(zone)
         item = DigestItem(
             mention_id=mention_id,
             platform=platform,
             url=url if url and url.lower().startswith(("https://", "http://")) else None,
             author=author,
-            posted_at=posted.strftime("%Y-%m-%d %H:%M"),
+            posted_at=local_minute(parse_stored(created_at), zone),
             text=text,
             labels=label_list,
             category=category,
@@ -281,7 +279,7 @@ def _build(
     return Digest(
         day=day,
         generated_at=utcnow(),
-        generated_local=dt.datetime.now(zone).strftime("%Y-%m-%d %H:%M"),
+        generated_local=local_minute(now(), zone),
         officials=ordered,
         silent_sources=_silent_sources(db, settings, window.column, window.start, window.end),
         warnings=_watchdog_warnings(db, settings),

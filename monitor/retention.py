@@ -9,12 +9,13 @@ import sqlite_utils
 from .db import audit, write_transaction
 from .erasure import delete_digests_before
 from .settings import Settings
+from .times import now as current_time
+from .times import post_time
 
 
 def purge_expired(db: sqlite_utils.Database, settings: Settings, now: dt.datetime | None = None) -> dict[str, int]:
     """Delete mentions posted more than retention_days ago, and the quarantine of the same age; return counts."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    cutoff = (now - dt.timedelta(days=settings.retention_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cutoff = post_time((now or current_time()) - dt.timedelta(days=settings.retention_days))
     with write_transaction(db):
         mentions = db.execute("SELECT count(*) FROM mentions WHERE created_at < ?", [cutoff]).fetchone()[0]
         # Scores and reviews go with their mention through the foreign keys' ON DELETE CASCADE.

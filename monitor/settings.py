@@ -260,13 +260,42 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
         _refuse_secrets(path, text, data)
     _CONFIG_FILE["path"] = path
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_errors(path, text, exc)) from None
     except ValueError as exc:
         raise SettingsError(f"{path or 'settings'}: {exc}") from None
     finally:
         _CONFIG_FILE["path"] = None
+    if path is not None:
+        unknown = unknown_keys(settings, data)
+        if unknown:
+            raise SettingsError("\n".join(
+                f"{path}{f':{line}' if (line := _line_of(text, table, key)) else ''}: "
+                f"[{'.'.join(table) or 'top level'}] {key}: unknown key" for table, key in unknown))
+    return settings
+
+
+def unknown_keys(model: BaseModel, data: dict, table: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """Return (table, key) for every key in DATA that MODEL (and the models inside it) does not declare.
+
+    pydantic already refuses them in models that forbid extra keys; this catches them in any settings table, also
+    one declared as a plain BaseModel (which would drop an unknown key silently).
+    """
+    found = []
+    fields = type(model).model_fields
+    for key, value in data.items():
+        if key not in fields:
+            found.append((table, key))
+            continue
+        current = getattr(model, key, None)
+        if isinstance(current, BaseModel) and isinstance(value, dict):
+            found += unknown_keys(current, value, (*table, key))
+        elif isinstance(current, dict) and isinstance(value, dict):
+            for name, entry in current.items():
+                if isinstance(entry, BaseModel) and isinstance(value.get(name), dict):
+                    found += unknown_keys(entry, value[name], (*table, key, name))
+    return found
 
 
 def is_secret_key(key: str) -> bool:

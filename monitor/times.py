@@ -82,3 +82,21 @@ def start_of_next_month(moment: dt.datetime | None = None) -> str:
     moment = (moment or now()).astimezone(UTC)
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
     return iso_utc(dt.datetime(year, month, 1, tzinfo=UTC))
+
+
+def post_time(moment: dt.datetime) -> str:
+    """Return MOMENT in the stored form of a post's time, UTC to the second: YYYY-MM-DDTHH:MM:SSZ."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_stored(text: str) -> dt.datetime:
+    """Parse a time stored by Weerbaar (either form, Z suffix) into an aware UTC datetime; raise ValueError if not one."""
+    parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def local_minute(moment: dt.datetime, zone: dt.tzinfo) -> str:
+    """Return MOMENT in ZONE as YYYY-MM-DD HH:MM, the form people read in digests."""
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")

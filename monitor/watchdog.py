@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import sqlite_utils
 
 from .settings import Settings
+from .times import parse_stored
 
 FAILED_STATUSES = ("error", "stopped")
 NOT_NO_AGGRESSION = "Geen meldingen betekent hier niet: geen agressie."
@@ -49,10 +50,9 @@ def _parse(timestamp: str | None) -> dt.datetime | None:
     if not timestamp:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        return parse_stored(timestamp)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
 
 
 def _hours_between(earlier: str, now: dt.datetime) -> float:

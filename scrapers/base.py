@@ -11,7 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from monitor.mentions import Mention
+from monitor.mentions import Mention, MentionError
+
+# What converting one malformed record can raise: a field the converter rejected (MentionError), or a field of the
+# wrong JSON type deep in a payload. Either way that record is quarantined and the run goes on: a source must never
+# fail forever on one record.
+MALFORMED = (MentionError, AttributeError, TypeError, KeyError, ValueError, OverflowError)
 
 
 @dataclass
@@ -21,6 +26,11 @@ class Quarantined:
     location: str
     reason: str
     raw: str
+
+
+def malformed_reason(exc: BaseException) -> str:
+    """Return why a record could not become a mention, for its quarantine row."""
+    return str(exc) if isinstance(exc, MentionError) else f"unexpected structure: {type(exc).__name__}: {exc}"
 
 
 @dataclass

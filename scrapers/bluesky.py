@@ -35,9 +35,9 @@ from atproto_client.request import Request
 
 from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import BlueskySourceSettings, Settings
-from monitor.times import parse_timestamp
+from monitor.times import parse_stored, parse_timestamp, post_time
 
-from .base import Batch, Quarantined, SourceStopped
+from .base import MALFORMED, Batch, Quarantined, SourceStopped, malformed_reason
 from .http import RetryPolicy, rate_limited, reset_from_epoch
 from .registry import (
     WatchedAccount,
@@ -147,10 +147,9 @@ def since_with_overlap(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        moment = dt.datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+        return post_time(parse_stored(cursor) - SINCE_OVERLAP)
     except ValueError:
         return None
-    return (moment - SINCE_OVERLAP).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def bluesky_source(name: str, config: BlueskySourceSettings, settings: Settings,
@@ -317,8 +316,8 @@ class BlueskySource:
         for post in posts:
             try:
                 batch.mentions.append(post_to_mention(post, account.handle))
-            except MentionError as exc:
+            except MALFORMED as exc:
                 uri = post.get("uri", "?") if isinstance(post, dict) else "?"
-                batch.quarantined.append(Quarantined(f"bluesky:@{account.handle}: {uri}", str(exc),
+                batch.quarantined.append(Quarantined(f"bluesky:@{account.handle}: {uri}", malformed_reason(exc),
                                                      json.dumps(post, ensure_ascii=False, sort_keys=True)))
         return batch

@@ -21,7 +21,7 @@ import sqlite_utils
 from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import FileSourceSettings, Settings
 
-from .base import Batch, Quarantined
+from .base import MALFORMED, Batch, Quarantined, malformed_reason
 
 BATCH_SIZE = 200
 # A record longer than this is no post (platforms allow a few thousand characters): it is quarantined, not parsed.
@@ -86,11 +86,8 @@ class FileSource:
                     mention = self.parse(record, raw)
                     if mention is not None:  # None: a record that is not a mention (a retweet), skipped
                         batch.mentions.append(mention)
-                except MentionError as exc:
-                    error = str(exc)
-                except (AttributeError, TypeError, KeyError, ValueError, OverflowError) as exc:
-                    # A field of the wrong JSON type deep in a payload; the line is kept for a person to see.
-                    error = f"unexpected structure: {type(exc).__name__}: {exc}"
+                except MALFORMED as exc:
+                    error = malformed_reason(exc)
             if error is not None:
                 batch.quarantined.append(Quarantined(f"{self.path}:{line_no}", error, _printable(raw)))
             last = (line_no, end_offset)

@@ -19,7 +19,6 @@ Secret: ``WEERBAAR_MASTODON_ACCESS_TOKEN``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from mastodon.errors import (
 from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import MastodonSourceSettings, Settings
 
-from .base import Batch, Quarantined, SourceStopped
+from .base import MALFORMED, Batch, Quarantined, SourceStopped, malformed_reason
 from .http import RetryPolicy, rate_limited, reset_from_epoch
 from .registry import (
     WatchedAccount,
@@ -118,11 +117,6 @@ def html_to_text(html: object) -> str:
     return "\n".join(line.rstrip() for line in lines).strip("\n")
 
 
-def _as_iso(value: object) -> object:
-    """Return a datetime (Mastodon.py parses timestamps) as ISO 8601 text; leave anything else for validation."""
-    return value.isoformat() if isinstance(value, dt.datetime) else value
-
-
 def _full_acct(acct: str, instance: str) -> str:
     """Return user@instance for an acct that Mastodon shows without its domain when the user is local."""
     acct = acct.lower().lstrip("@")
@@ -165,7 +159,8 @@ def status_to_mention(status: dict, instance: str, target_handle: str | None,
         platform="mastodon",
         post_id=status.get("uri") or None,
         text=text,
-        created_at=_as_iso(status.get("created_at")),
+        # Mastodon.py has already parsed it into a datetime; monitor.times takes either.
+        created_at=status.get("created_at"),
         raw=json.dumps(status, sort_keys=True, default=str),
         target_handle=target_handle,
         author_handle=_full_acct(acct, instance) if isinstance(acct, str) and acct else None,
@@ -374,10 +369,10 @@ class MastodonSource:
                 if not isinstance(status, dict):
                     raise MentionError("status", "missing status")
                 mention = status_to_mention(status, instance, target(status), self._parent_uri(api, instance, status))
-            except MentionError as exc:
+            except MALFORMED as exc:
                 batch.quarantined.append(
                     Quarantined(f"{key}: {'notification' if status is not item else 'status'} {item.get('id', '?')}",
-                                str(exc), json.dumps(item, sort_keys=True, default=str, ensure_ascii=False))
+                                malformed_reason(exc), json.dumps(item, sort_keys=True, default=str, ensure_ascii=False))
                 )
                 continue
             if "edited_at" in mention.extra:

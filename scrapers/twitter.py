@@ -27,7 +27,7 @@ from monitor.mentions import Mention, MentionError, make_mention
 from monitor.settings import Settings, XSourceSettings
 from monitor.times import iso_from_x_legacy, month_of, start_of_next_month
 
-from .base import Batch, Quarantined, SourceStopped
+from .base import MALFORMED, Batch, Quarantined, SourceStopped, malformed_reason
 from .http import RetryPolicy, rate_limited, reset_from_epoch
 from .registry import (
     WatchedAccount,
@@ -430,10 +430,10 @@ class XSource:
                 continue
             try:
                 batch.mentions.append(tweet_to_mention(tweet, users_by_id, account.handle, tweets_by_id))
-            except MentionError as exc:
+            except MALFORMED as exc:
                 tweet_id = tweet.get("id", "?") if isinstance(tweet, dict) else "?"
                 batch.quarantined.append(
-                    Quarantined(f"x:@{account.handle}: tweet {tweet_id}", str(exc),
+                    Quarantined(f"x:@{account.handle}: tweet {tweet_id}", malformed_reason(exc),
                                 json.dumps(tweet, ensure_ascii=False, sort_keys=True))
                 )
         return batch

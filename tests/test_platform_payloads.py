@@ -164,3 +164,22 @@ def test_zeeschuimer_semicolon_csv_export_is_recognised_and_read():
     post = mentions["2126700000000000001"]
     assert post.text == "@AnnekeVisserZw jij & je raad; allemaal weg"
     assert post.target_handle == "@AnnekeVisserZw" and post.author_handle == "@woedend_nl" and post.lang == "nl"
+
+
+def test_a_tweet_with_fields_of_the_wrong_type_is_quarantined_and_the_run_goes_on(platform_db, word_classifier,
+                                                                                 clean_env, tmp_path):
+    clean_env.setenv("WEERBAAR_X_BEARER_TOKEN", "x-token")
+    add_official(platform_db, "Jan", x="@wethouder_jan")
+    page = recorded("x_search_recent.json")
+    broken = dict(page["data"][-1], id="1890000000000000106", entities="geen object", note_tweet=["lijst"])
+    page["data"].insert(0, broken)
+    with FakeX(token="x-token") as fake:
+        replay_page(fake, "wethouder_jan", page)
+        settings = settings_with(tmp_path, x={"type": "x", "base_url": fake.url, "monthly_read_budget": 1000,
+                                              **FAST_RETRY})
+        [run] = run_once(platform_db, settings, word_classifier)
+    assert run.status == "ok" and run.new == 3 and run.quarantined == 1
+    [row] = platform_db["quarantine"].rows
+    assert row["location"] == "x:@wethouder_jan: tweet 1890000000000000106"
+    assert row["reason"].startswith("unexpected structure: AttributeError")
+    assert json.loads(platform_db["cursors"].get("x")["cursor"]) == {"x:wethouder_jan": "1890000000000000106"}

@@ -118,3 +118,19 @@ def test_declared_dependencies_match_the_imports():
     assert declared - runtime == set()
     tests_only = _imported_distributions(["tests"]) - runtime
     assert tests_only - _declared("test") == set()
+
+
+def test_unknown_keys_are_found_in_any_settings_table_even_one_that_does_not_forbid_them():
+    from pydantic import BaseModel
+
+    from monitor.settings import Settings, unknown_keys
+
+    class Lenient(BaseModel):  # a table declared without extra="forbid"
+        host: str = "localhost"
+
+    class WithLenientTable(Settings):
+        lenient: Lenient = Lenient()
+
+    settings = WithLenientTable(lenient={"host": "mail.example", "prot": 25})
+    assert unknown_keys(settings, {"lenient": {"host": "mail.example", "prot": 25}}) == [(("lenient",), "prot")]
+    assert unknown_keys(settings, {"sources": {}, "digest": {"directory": "d"}}) == []
