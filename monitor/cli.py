@@ -549,3 +549,7 @@ def demo(ctx: click.Context) -> None:
 def main() -> None:
     """Run the CLI."""
     cli()
+
+
+# The review desk's commands (users, web, evidence) live in their own module.
+from . import cli_web  # noqa: E402,F401

@@ -23,8 +23,8 @@ def utcnow() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
-    """Open (and create or migrate) the Weerbaar database at PATH."""
+def open_db(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
+    """Open (and create or migrate, unless MIGRATE is false) the Weerbaar database at PATH."""
     path = Path(path)
     if str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +35,8 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     db.execute("PRAGMA busy_timeout=10000;")
     # Erasure on withdrawal must not leave deleted text readable in free pages of the file.
     db.execute("PRAGMA secure_delete=ON;")
-    migrations.apply(db)
+    if migrate:
+        migrations.apply(db)
     return db
 
 
@@ -346,3 +347,54 @@ def m005_mention_targets(db: sqlite_utils.Database) -> None:
         raise
     finally:
         db.execute("PRAGMA foreign_keys=ON")
+
+
+@migrations()
+def m301_review_desk(db: sqlite_utils.Database) -> None:
+    """The review desk: staff users, the officials each reviewer may see, login attempts, and a status per review.
+
+    A review row is one decision (status, labels, note, reviewer, time); a later decision adds a row, so the history
+    stays. The mention's current status is its newest row's; a mention without one is new. Safe to run again on a
+    database that has some of it already.
+    """
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'reviewer', 'researcher')),
+            password_hash TEXT NOT NULL,
+            password_changed_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            disabled_at TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS user_officials (
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            official_id INTEGER NOT NULL REFERENCES officials(id) ON DELETE CASCADE,
+            PRIMARY KEY (user_id, official_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS login_attempts (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            username TEXT NOT NULL,
+            client TEXT NOT NULL,
+            succeeded INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS login_attempts_at ON login_attempts (at)")
+    # Reviews stored before the desk were judgements with labels: they count as confirmed.
+    columns = {
+        "status": "TEXT NOT NULL DEFAULT 'confirmed' CHECK (status IN ('in_review', 'confirmed', 'dismissed', 'reported'))",
+        "reported_on": "TEXT",
+        "reviewer_id": "INTEGER REFERENCES users(id)",
+    }
+    for name, definition in columns.items():
+        if name not in db["reviews"].columns_dict:
+            db.execute(f"ALTER TABLE reviews ADD COLUMN {name} {definition}")
+    db.execute("CREATE INDEX IF NOT EXISTS reviews_mention ON reviews (mention_id, reviewed_at)")
