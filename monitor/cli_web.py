@@ -19,9 +19,10 @@ def _new_password() -> str:
     password = os.environ.get(NEW_PASSWORD_ENV)
     if password:
         return password
-    if not click.get_text_stream("stdin").isatty():
+    try:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    except click.Abort:
         _fail(f"no password: set {NEW_PASSWORD_ENV} or run this in a terminal to be asked")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 @cli.group()
