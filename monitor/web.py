@@ -184,6 +184,10 @@ def create_app(
         return page(request, "error.html", exc.status_code, user=None,
                     title=titles.get(exc.status_code, "Fout"), message=message)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request):
         user = current_user(request)
