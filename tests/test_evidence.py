@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import subprocess
 import zipfile
 
 import pytest
@@ -38,7 +40,12 @@ def verify_sums(archive: zipfile.ZipFile) -> dict[str, bytes]:
 
 
 def pdf_text(data: bytes) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+    """Return the PDF's text as pypdf reads it, checked against poppler's pdftotext where that is installed."""
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+    if shutil.which("pdftotext"):
+        poppler = subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout.decode()
+        assert " ".join(poppler.split()) == " ".join(text.split())
+    return text
 
 
 def test_the_cli_writes_a_pack_whose_pdf_and_json_hold_the_whole_record(desk):
