@@ -386,7 +386,7 @@ def m301_review_desk(db: sqlite_utils.Database) -> None:
         CREATE TABLE IF NOT EXISTS login_attempts (
             id INTEGER PRIMARY KEY,
             at TEXT NOT NULL,
-            username TEXT NOT NULL,
+            username TEXT NOT NULL, -- SHA-256 of the name as typed (it may be a password typed in the wrong box)
             client TEXT NOT NULL,
             succeeded INTEGER NOT NULL
         )"""

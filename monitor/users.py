@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -178,21 +179,31 @@ def _since(minutes: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _name_key(username: str) -> str:
+    """Return the key attempts are counted under: a hash, as the typed name may be a password typed in the wrong box."""
+    return hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def login_blocked(db: sqlite_utils.Database, username: str, client: str, attempts: int, window_minutes: float) -> bool:
     """Return whether USERNAME or CLIENT failed ATTEMPTS times or more within the last WINDOW_MINUTES."""
     failures = db.execute(
         "SELECT (SELECT count(*) FROM login_attempts WHERE at >= :since AND succeeded = 0 AND username = :username),"
         " (SELECT count(*) FROM login_attempts WHERE at >= :since AND succeeded = 0 AND client = :client)",
-        {"since": _since(window_minutes), "username": username, "client": client},
+        {"since": _since(window_minutes), "username": _name_key(username), "client": client[:64]},
     ).fetchone()
     return max(failures) >= attempts
 
 
 def record_login(db: sqlite_utils.Database, username: str, client: str, succeeded: bool) -> None:
-    """Count a login attempt (never the password); attempts older than a day are dropped."""
+    """Count a login attempt (never the password); attempts older than a day are dropped.
+
+    The audit log names the user only when the name exists: what someone typed as a name may be their password.
+    """
+    row = db.execute("SELECT id FROM users WHERE username = ?", [username]).fetchone()
+    subject = f"user:{row[0]}" if row else "user:unknown"
     with write_transaction(db):
         db.execute("INSERT INTO login_attempts (at, username, client, succeeded) VALUES (?, ?, ?, ?)",
-                   [utcnow(), username[:64], client[:64], int(succeeded)])
+                   [utcnow(), _name_key(username), client[:64], int(succeeded)])
         db.execute("DELETE FROM login_attempts WHERE at < ?", [_since(24 * 60)])
-        audit(db, "login.succeeded" if succeeded else "login.failed", f"user:{username[:64]}", {"client": client[:64]},
-              username[:64] if succeeded else "anonymous")
+        audit(db, "login.succeeded" if succeeded else "login.failed", subject, {"client": client[:64]},
+              username if succeeded else "anonymous")

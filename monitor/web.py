@@ -115,6 +115,7 @@ def create_app(
         log.warning("WEERBAAR_WEB_SECRET is not set; using a random key, so sessions end when the app restarts")
         secret = secrets.token_urlsafe(32)
     web = settings.web
+    secure = web.cookies_secure()
     desk = Desk(settings, current_model)
     app = FastAPI(title="Weerbaar", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.desk = desk
@@ -154,6 +155,8 @@ def create_app(
         response.headers["Referrer-Policy"] = "no-referrer"
         if not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
+        if secure:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
     # Added after the header middleware, so it runs first and the handlers above see request.session.
@@ -163,7 +166,7 @@ def create_app(
         session_cookie="weerbaar_session",
         max_age=int(web.session_hours * 3600),
         same_site="lax",
-        https_only=web.cookies_secure(),
+        https_only=secure,
     )
 
     @app.exception_handler(NeedsLogin)

@@ -93,7 +93,9 @@ def test_session_cookie_is_signed_httponly_samesite_and_secure_behind_https(desk
     assert forged.get("/queue", follow_redirects=False).status_code == 303
     monkeypatch.setenv("WEERBAAR_WEB__BASE_URL", "https://weerbaar.example.nl")
     secure = client_for(desk, load_settings())
-    assert "secure" in login(secure, "anna").headers["set-cookie"].lower()
+    response = login(secure, "anna")
+    assert "secure" in response.headers["set-cookie"].lower()
+    assert response.headers["strict-transport-security"] == "max-age=31536000"
 
 
 def test_every_post_needs_the_csrf_token(desk, as_user):
@@ -305,3 +307,47 @@ def test_login_never_redirects_to_another_site(desk):
     for target in ("//evil.example", "https://evil.example/", "/\\evil.example"):
         assert login(client, "anna", next_url=target).headers["location"] == "/"
         client.post("/logout", data={"csrf_token": csrf_from(client.get("/queue").text)})
+
+
+def test_weerbaar_web_serves_the_desk_over_http_and_never_logs_the_secret(desk, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = "web-secret-that-must-not-be-logged"
+    log = tmp_path / "web.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "web", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"WEERBAAR_WEB_SECRET": secret})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert response.status == 200 and "Inloggen" in response.read().decode()
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "server" not in {name.lower() for name in response.headers.keys()}
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert secret not in log.read_text()
+
+
+def test_a_password_typed_as_the_user_name_is_stored_nowhere(desk):
+    client = client_for(desk)
+    login(client, "my-secret-password-in-the-wrong-box", "whatever")
+    db = open_db(desk.db_path)
+    for table in ("audit_log", "login_attempts"):
+        rows = db.execute(f"SELECT * FROM {table}").fetchall()
+        assert rows and "my-secret-password" not in repr(rows)
