@@ -30,11 +30,15 @@ STATUS_NAMES = {
 OPEN_STATUSES = ("new", "in_review")
 NO_LABEL = "none"
 MAX_NOTE = 4000
-# The newest decision on a mention: its status (new without one) and, once reported, the date of the report.
-_LATEST_REVIEW = "(SELECT {column} FROM reviews r WHERE r.mention_id = m.id ORDER BY r.reviewed_at DESC, r.id DESC LIMIT 1)"
 _TOP_PROBABILITY = "max(" + ", ".join(
     f"coalesce(json_extract(s.probabilities, '$.{c}'), 0)" for c in CATEGORIES
 ) + ")"
+
+
+def _latest_review(column: str, mention: str = "m.id") -> str:
+    """Return SQL for a column of the newest decision on a mention (its status, report date, reviewer)."""
+    return (f"(SELECT r.{column} FROM reviews r WHERE r.mention_id = {mention} "
+            "ORDER BY r.reviewed_at DESC, r.id DESC LIMIT 1)")
 
 
 class ReviewError(ValueError):
@@ -70,6 +74,7 @@ class QueueItem:
     threat: bool
     status: str
     reported_on: str | None
+    reviewer: str | None = None
     officials: list[str] = field(default_factory=list)
 
 
@@ -184,7 +189,7 @@ def queue(
         WITH page AS (
             SELECT id, score_id, status, threat, top, created_at FROM (
                 SELECT m.id, s.id AS score_id, m.created_at,
-                       coalesce({_LATEST_REVIEW.format(column="status")}, 'new') AS status,
+                       coalesce({_latest_review("status")}, 'new') AS status,
                        coalesce(instr(s.labels, '"threat"') > 0, 0) AS threat,
                        coalesce({_TOP_PROBABILITY}, 0) AS top
                 FROM {source}
@@ -195,8 +200,8 @@ def queue(
         )
         SELECT page.id, m.platform, m.created_at, m.author_handle, m.text, m.url,
                coalesce(s.probabilities, '{{}}'), coalesce(s.labels, '[]'), page.status,
-               (SELECT r.reported_on FROM reviews r WHERE r.mention_id = page.id
-                ORDER BY r.reviewed_at DESC, r.id DESC LIMIT 1),
+               {_latest_review("reported_on", "page.id")},
+               {_latest_review("reviewer", "page.id")},
                page.threat, page.top
         FROM page JOIN mentions m ON m.id = page.id LEFT JOIN scores s ON s.id = page.score_id
         ORDER BY page.threat DESC, page.top DESC, page.created_at DESC, page.id DESC
@@ -204,12 +209,13 @@ def queue(
         params,
     ).fetchall()
     items = []
-    for mention_id, platform, created_at, author, text, url, probs, labels, status, reported_on, threat, top in rows:
+    for (mention_id, platform, created_at, author, text, url, probs, labels, status, reported_on, reviewer,
+         threat, top) in rows:
         probabilities = json.loads(probs)
         top_category = max(probabilities, key=probabilities.get) if probabilities else None
         items.append(
             QueueItem(mention_id, platform, local_time(created_at, timezone), author, text, safe_url(url),
-                      json.loads(labels), top_category, float(top), bool(threat), status, reported_on)
+                      json.loads(labels), top_category, float(top), bool(threat), status, reported_on, reviewer)
         )
     _attach_officials(db, items)
     return items
@@ -355,7 +361,7 @@ def official_overview(
     rows = db.execute(
         f"""
         SELECT m.id, m.platform, m.created_at, m.author_handle, m.text, s.labels, s.probabilities,
-               coalesce({_LATEST_REVIEW.format(column="status")}, 'new')
+               coalesce({_latest_review("status")}, 'new')
         FROM mention_targets t JOIN mentions m ON m.id = t.mention_id
         JOIN scores s ON s.id = {counting_score_id()}
         WHERE t.official_id = :official AND m.created_at >= :start AND m.created_at < :end AND s.flagged = 1

@@ -48,7 +48,18 @@ from .reviews import (
     visible_officials,
 )
 from .settings import Settings
-from .users import User, authenticate, get_user, login_blocked, record_login
+from .users import (
+    User,
+    UserError,
+    add_user,
+    assign_officials,
+    authenticate,
+    disable_user,
+    get_user,
+    list_users,
+    login_blocked,
+    record_login,
+)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -334,15 +345,51 @@ def create_app(
             raise NeedsLogin()
         return page(request, "exports.html", user=user)
 
-    @app.get("/users", response_class=HTMLResponse)
-    def users_page(request: Request):
+    def admin(request: Request) -> User:
         user = staff(request)
         if not user.sees_all:
             raise Forbidden()
-        from .users import list_users
+        return user
 
-        names = {o["id"]: o["name"] for o in visible_officials(desk.db, user)}
-        return page(request, "users.html", user=user, users=list_users(desk.db), official_names=names)
+    def _users_page(request: Request, user: User, error: str | None = None, done: str | None = None,
+                    status_code: int = 200) -> HTMLResponse:
+        officials = visible_officials(desk.db, user)
+        return page(request, "users.html", status_code, user=user, users=list_users(desk.db), officials=officials,
+                    official_names={o["id"]: o["name"] for o in officials}, error=error, done=done)
+
+    @app.get("/users", response_class=HTMLResponse)
+    def users_page(request: Request):
+        return _users_page(request, admin(request))
+
+    def _change_users(request: Request, form, action: str) -> HTMLResponse:
+        user = admin(request)
+        username = str(form.get("username") or "")
+        try:
+            if action == "add":
+                officials = [int(v) for v in form.getlist("officials") if str(v).isdigit()]
+                add_user(desk.db, username, str(form.get("role") or ""), str(form.get("password") or ""),
+                         officials, actor=user.username)
+                done = f"{username} toegevoegd."
+            elif action == "disable":
+                if username == user.username:
+                    raise UserError("name: you cannot disable yourself")
+                disable_user(desk.db, username, actor=user.username)
+                done = f"{username} uitgeschakeld."
+            else:
+                officials = [int(v) for v in form.getlist("officials") if str(v).isdigit()]
+                assign_officials(desk.db, username, officials, remove=action == "remove", actor=user.username)
+                done = f"Volksvertegenwoordigers van {username} bijgewerkt."
+        except UserError as exc:
+            return _users_page(request, user, error=str(exc), status_code=400)
+        return _users_page(request, user, done=done)
+
+    @app.post("/users/{action}", response_class=HTMLResponse)
+    async def change_users(request: Request, action: str):
+        if action not in ("add", "disable", "assign", "remove"):
+            raise StarletteHTTPException(404)
+        form = await request.form()
+        _check_csrf(request, form)
+        return await run_in_threadpool(_change_users, request, form, action)
 
     return app
 

@@ -267,6 +267,7 @@ def test_a_review_keeps_history_moves_the_status_and_feeds_training(desk, as_use
     assert "aangifte gedaan" in page and "woont adres?" in page
     assert f'/mentions/{mention}"' not in anna.get("/queue").text  # no longer open
     assert f'/mentions/{mention}"' in anna.get("/queue", params={"status": "reported"}).text
+    assert '<div class="meta">anna</div>' in anna.get("/queue", params={"status": "reported"}).text
     # A false positive: labels 'none'.
     insult = desk.mentions["insult_anneke"]
     assert post_review(anna, insult, labels="none").status_code == 303
@@ -351,3 +352,32 @@ def test_a_password_typed_as_the_user_name_is_stored_nowhere(desk):
     for table in ("audit_log", "login_attempts"):
         rows = db.execute(f"SELECT * FROM {table}").fetchall()
         assert rows and "my-secret-password" not in repr(rows)
+
+
+def test_an_admin_manages_users_in_the_app_and_a_reviewer_cannot(desk, as_user):
+    admin, anna = as_user("beheer"), as_user("anna")
+    token = csrf_from(admin.get("/users").text)
+    added = admin.post("/users/add", data={"csrf_token": token, "username": "nieuw", "role": "reviewer",
+                                           "password": PASSWORD, "officials": [str(desk.ruud)]})
+    assert added.status_code == 200 and "nieuw toegevoegd" in added.text
+    nieuw = client_for(desk)
+    assert login(nieuw, "nieuw").status_code == 303
+    assert nieuw.get(f"/mentions/{desk.mentions['threat_ruud']}").status_code == 200
+    assert nieuw.get(f"/mentions/{desk.mentions['threat_anneke']}").status_code == 404
+    short = admin.post("/users/add", data={"csrf_token": token, "username": "kort", "role": "admin", "password": "x"})
+    assert short.status_code == 400 and "at least 10 characters" in short.text
+    assign = admin.post("/users/assign", data={"csrf_token": token, "username": "nieuw", "officials": [str(desk.anneke)]})
+    assert assign.status_code == 200
+    assert nieuw.get(f"/mentions/{desk.mentions['threat_anneke']}").status_code == 200
+    assert admin.post("/users/disable", data={"csrf_token": token, "username": "beheer"}).status_code == 400
+    assert admin.post("/users/disable", data={"csrf_token": token, "username": "nieuw"}).status_code == 200
+    assert nieuw.get("/queue", follow_redirects=False).status_code == 303
+    anna_token = csrf_from(anna.get("/queue").text)
+    refused = anna.post("/users/add", data={"csrf_token": anna_token, "username": "x", "role": "admin",
+                                            "password": PASSWORD})
+    assert refused.status_code == 403
+    assert admin.post("/users/add", data={"username": "y", "role": "admin", "password": PASSWORD}).status_code == 403
+    db = open_db(desk.db_path)
+    assert db.execute("SELECT count(*) FROM users WHERE username IN ('x', 'y', 'kort')").fetchone()[0] == 0
+    assert db.execute("SELECT actor FROM audit_log WHERE action = 'user.added' AND subject = "
+                      "(SELECT 'user:' || id FROM users WHERE username = 'nieuw')").fetchone()[0] == "beheer"
