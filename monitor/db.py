@@ -394,7 +394,8 @@ def m301_review_desk(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS login_attempts_at ON login_attempts (at)")
     # Reviews stored before the desk were judgements with labels: they count as confirmed.
     columns = {
-        "status": "TEXT NOT NULL DEFAULT 'confirmed' CHECK (status IN ('in_review', 'confirmed', 'dismissed', 'reported'))",
+        "status": "TEXT NOT NULL DEFAULT 'confirmed' "
+                  "CHECK (status IN ('in_review', 'confirmed', 'dismissed', 'reported'))",
         "reported_on": "TEXT",
         "reviewer_id": "INTEGER REFERENCES users(id)",
     }

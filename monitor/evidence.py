@@ -33,7 +33,8 @@ SUMS_NAME = "SHA256SUMS"
 # How each source type reads posts, in words a police officer can check against the platform.
 COLLECTION = {
     "x": "X API v2: recent search op @handle, of de mentions-tijdlijn van een geautoriseerd account",
-    "mastodon": "Mastodon REST API: meldingen (mentions) van een geautoriseerd account, of een openbare hashtag-tijdlijn",
+    "mastodon": "Mastodon REST API: meldingen (mentions) van een geautoriseerd account, "
+                "of een openbare hashtag-tijdlijn",
     "bluesky": "AT Protocol (Bluesky AppView): app.bsky.feed.searchPosts met mentions:, of meldingen van het account",
     "file": "bestand met berichten (JSON Lines of CSV) dat via de instellingen is ingelezen",
     "4cat": "export uit 4CAT (onderzoekstool), eenmalig ingelezen",
@@ -151,17 +152,17 @@ def render_pdf(pack: dict) -> bytes:
         pdf.set_font("DejaVu", "B", 9)
         pdf.cell(45, 5, label)
         pdf.set_font("DejaVuMono" if mono else "DejaVu", "", 9)
-        pdf.multi_cell(0, 5, shown, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, shown, new_x="LMARGIN", new_y="NEXT", align="L")
 
     def heading(text: str, size: int = 12) -> None:
         pdf.set_font("DejaVu", "B", size)
-        pdf.multi_cell(0, 7, printable(text)[0], new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 7, printable(text)[0], new_x="LMARGIN", new_y="NEXT", align="L")
         pdf.ln(1)
 
     def section(title: str, rows: list, empty_label: str, empty_text: str) -> None:
         pdf.ln(2)
         pdf.set_font("DejaVu", "B", 10)
-        pdf.cell(0, 6, title, new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, title, new_x="LMARGIN", new_y="NEXT", align="L")
         if not rows:
             line(empty_label, empty_text)
 
@@ -180,12 +181,12 @@ def render_pdf(pack: dict) -> bytes:
             line("Gericht aan", f"{official['name']} ({official['role']}, {official['body_name']}), "
                                 f"account {official['handle'] or 'onbekend'}")
         pdf.set_font("DejaVu", "B", 9)
-        pdf.cell(0, 6, "Tekst, precies zoals verzameld:", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, "Tekst, precies zoals verzameld:", new_x="LMARGIN", new_y="NEXT", align="L")
         shown, replaced = printable(record["text"])
         replaced_total += replaced
         pdf.set_font("DejaVu", "", 10)
         pdf.set_fill_color(242, 242, 242)
-        pdf.multi_cell(0, 5.5, shown, border=1, fill=True, padding=2, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5.5, shown, border=1, fill=True, padding=2, new_x="LMARGIN", new_y="NEXT", align="L")
         pdf.ln(2)
         line("Auteur", record["author_handle"])
         line("Auteur-id (platform)", record["author_id"], mono=True)
@@ -205,7 +206,8 @@ def render_pdf(pack: dict) -> bytes:
             line("Kansen", probabilities)
             line("Labels van het model", ", ".join(score["labels"]) or "geen")
             line("Gescoord", _both_times(score["scored_at"], zone))
-        section("Beoordelingen door medewerkers (oudste eerst)", record["reviews"], "Beoordeling", "nog niet beoordeeld")
+        section("Beoordelingen door medewerkers (oudste eerst)", record["reviews"], "Beoordeling",
+                "nog niet beoordeeld")
         for review in record["reviews"]:
             line("Beoordeeld door", f"{review['reviewer']}, {_both_times(review['reviewed_at'], zone)}")
             line("Besluit", STATUS_NAMES.get(review["status"], review["status"])
@@ -230,7 +232,7 @@ def render_pdf(pack: dict) -> bytes:
     pdf.ln(3)
     heading("Aangifte doen en steun")
     pdf.set_font("DejaVu", "", 9)
-    pdf.multi_cell(0, 5, AANGIFTE_NOTE, new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 5, AANGIFTE_NOTE, new_x="LMARGIN", new_y="NEXT", align="L")
     return bytes(pdf.output())
 
 

@@ -156,7 +156,8 @@ def queue(
     conditions = [clause]
     params |= model_parameters(current_model) | {"limit": limit, "offset": offset}
     if filters.official is not None:
-        conditions.append("EXISTS (SELECT 1 FROM mention_targets ft WHERE ft.mention_id = m.id AND ft.official_id = :official)")
+        conditions.append(
+            "EXISTS (SELECT 1 FROM mention_targets ft WHERE ft.mention_id = m.id AND ft.official_id = :official)")
         params["official"] = filters.official
     if filters.category:
         conditions.append("EXISTS (SELECT 1 FROM json_each(s.labels) WHERE value = :category)")
@@ -323,7 +324,8 @@ def record_review(
         try:
             day = dt.date.fromisoformat((reported_on or "").strip())
         except ValueError:
-            raise ReviewError(f"reported_on: expected the date of the police report as YYYY-MM-DD, got {reported_on!r}") from None
+            raise ReviewError(
+                f"reported_on: expected the date of the police report as YYYY-MM-DD, got {reported_on!r}") from None
         if day > dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1):
             raise ReviewError(f"reported_on: {day} lies in the future")
         reported_on = day.isoformat()

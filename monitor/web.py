@@ -108,7 +108,8 @@ def _check_csrf(request: Request, form) -> None:
     expected = request.session.get("csrf")
     given = form.get("csrf_token")
     if not expected or not isinstance(given, str) or not hmac.compare_digest(expected, given):
-        raise StarletteHTTPException(403, "Het formulier is verlopen of komt niet van deze site (CSRF). Laad de pagina opnieuw.")
+        raise StarletteHTTPException(
+            403, "Het formulier is verlopen of komt niet van deze site (CSRF). Laad de pagina opnieuw.")
 
 
 def _client(request: Request) -> str:
@@ -194,7 +195,9 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         titles = {404: "Niet gevonden", 403: "Geen toegang", 429: "Te veel pogingen", 400: "Ongeldig verzoek"}
-        message = exc.detail if exc.status_code != 404 else "Deze pagina of dit bericht bestaat niet, of u mag het niet zien."
+        message = exc.detail
+        if exc.status_code == 404:
+            message = "Deze pagina of dit bericht bestaat niet, of u mag het niet zien."
         return page(request, "error.html", exc.status_code, user=None,
                     title=titles.get(exc.status_code, "Fout"), message=message)
 
