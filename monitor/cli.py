@@ -740,3 +740,7 @@ def sources_reset(obj: Context, name: str, yes: bool) -> None:
         click.confirm(f"Rewind source {name} to read everything again?", abort=True)
     reset_cursor(obj.db, name)
     click.echo(f"Source {name} rewound: its next run reads from the start; posts already stored are skipped.")
+
+
+# The review desk's commands (users, web, evidence) live in their own module.
+from . import cli_web  # noqa: E402,F401

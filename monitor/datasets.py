@@ -622,19 +622,22 @@ def read_functional_suite(path: Path | str, language: str = "nl") -> list[Labell
 
 
 def read_reviews(db_path: Path | str) -> list[LabelledText]:
-    """Read reviewed mentions from a Weerbaar database: the latest review per mention, unlisted categories as 0."""
+    """Read reviewed mentions from a Weerbaar database: the latest judgement per mention, unlisted categories as 0."""
     db_path = Path(db_path)
     if not db_path.exists():
         raise DatasetError(f"{db_path}: file not found")
     # Read-only: evaluation must never migrate or lock the live database.
     connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
+        # Since the review desk (migration m301) a row may only claim a mention ('in_review'): it holds no judgement.
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(reviews)")}
+        judgement = "AND r2.status != 'in_review'" if "status" in columns else ""
         rows = connection.execute(
-            """
+            f"""
             SELECT r.id, r.mention_id, r.labels, m.text, m.lang
             FROM reviews r JOIN mentions m ON m.id = r.mention_id
             WHERE r.id = (
-                SELECT r2.id FROM reviews r2 WHERE r2.mention_id = r.mention_id
+                SELECT r2.id FROM reviews r2 WHERE r2.mention_id = r.mention_id {judgement}
                 ORDER BY r2.reviewed_at DESC, r2.id DESC LIMIT 1
             )
             ORDER BY r.mention_id

@@ -24,8 +24,9 @@ __all__ = ["open_db", "write_transaction", "audit", "score_row", "counting_score
 DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 
 
-def open_db(path: str | Path, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> sqlite_utils.Database:
-    """Open (and create or migrate) the Weerbaar database at PATH."""
+def open_db(path: str | Path, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+            migrate: bool = True) -> sqlite_utils.Database:
+    """Open (and create or migrate, unless MIGRATE is false) the Weerbaar database at PATH."""
     path = Path(path)
     if str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,8 @@ def open_db(path: str | Path, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT
     db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)};")
     # Erasure on withdrawal must not leave deleted text readable in free pages of the file.
     db.execute("PRAGMA secure_delete=ON;")
-    migrations.apply(db)
+    if migrate:
+        migrations.apply(db)
     return db
 
 
@@ -94,9 +96,13 @@ def counting_score_id(mention_id: str = "m.id") -> str:
     query takes the named parameters :model and :model_version (the configured classifier's); None for both picks
     the newest score.
     """
+    # Two lookups rather than one sorted scan: the first is answered from the (mention_id, model, model_version)
+    # index alone, and the second runs only for a mention the current model has not scored. Same choice, and the
+    # review desk's queue at 100,000 mentions answers in about half the time (scripts/benchmark.py --desk-queue).
     return (
-        f"(SELECT id FROM scores WHERE mention_id = {mention_id} "
-        "ORDER BY (model = :model AND model_version = :model_version) DESC, scored_at DESC, id DESC LIMIT 1)"
+        f"coalesce((SELECT id FROM scores WHERE mention_id = {mention_id} AND model = :model "
+        "AND model_version = :model_version), "
+        f"(SELECT id FROM scores WHERE mention_id = {mention_id} ORDER BY scored_at DESC, id DESC LIMIT 1))"
     )
 
 
@@ -460,3 +466,57 @@ def m204_digest_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS mentions_collected ON mentions (collected_at)")
     db.execute("CREATE INDEX IF NOT EXISTS mentions_source_created ON mentions (source, created_at)")
     db.execute("CREATE INDEX IF NOT EXISTS mentions_source_collected ON mentions (source, collected_at)")
+
+
+@migrations()
+def m301_review_desk(db: sqlite_utils.Database) -> None:
+    """The review desk: staff users, the officials each reviewer may see, login attempts, and a status per review.
+
+    A review row is one decision (status, labels, note, reviewer, time); a later decision adds a row, so the history
+    stays. The mention's current status is its newest row's; a mention without one is new. Safe to run again on a
+    database that has some of it already.
+    """
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'reviewer', 'researcher')),
+            password_hash TEXT NOT NULL,
+            password_changed_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            disabled_at TEXT
+        )"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS user_officials (
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            official_id INTEGER NOT NULL REFERENCES officials(id) ON DELETE CASCADE,
+            PRIMARY KEY (user_id, official_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS login_attempts (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            username TEXT NOT NULL, -- SHA-256 of the name as typed (it may be a password typed in the wrong box)
+            client TEXT NOT NULL,
+            succeeded INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS login_attempts_at ON login_attempts (at)")
+    # Reviews stored before the desk were judgements with labels: they count as confirmed.
+    columns = {
+        "status": "TEXT NOT NULL DEFAULT 'confirmed' "
+                  "CHECK (status IN ('in_review', 'confirmed', 'dismissed', 'reported'))",
+        "reported_on": "TEXT",
+        "reviewer_id": "INTEGER REFERENCES users(id)",
+    }
+    for name, definition in columns.items():
+        if name not in db["reviews"].columns_dict:
+            db.execute(f"ALTER TABLE reviews ADD COLUMN {name} {definition}")
+    db.execute("CREATE INDEX IF NOT EXISTS reviews_mention ON reviews (mention_id, reviewed_at)")
+    # The queue walks the flagged scores.
+    db.execute("CREATE INDEX IF NOT EXISTS scores_flagged ON scores (flagged, mention_id)")

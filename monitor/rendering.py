@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -16,6 +17,27 @@ _UNSAFE_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-
 def plain(text: str | None) -> str:
     """Return TEXT without control and bidirectional-override characters, safe for plain text and terminals."""
     return _UNSAFE_CHARACTERS.sub("", text or "")
+
+
+# Characters that draw nothing yet change what is shown: bidi overrides and isolates, zero-width joiners, controls.
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp")
+
+
+def is_hidden(char: str) -> bool:
+    """Return whether CHAR is invisible or reorders text (a bidi override, a zero-width space, a control)."""
+    return char not in "\n\t" and unicodedata.category(char) in HIDDEN_CATEGORIES
+
+
+def char_name(char: str) -> str:
+    """Return '[UNICODE NAME]' for CHAR, or '[U+XXXX]' when it has no name."""
+    return f"[{unicodedata.name(char, f'U+{ord(char):04X}')}]"
+
+
+def reveal_hidden(text: object) -> str:
+    """Return TEXT with every hidden character written as [ITS NAME], so a post cannot reorder or hide what staff read."""
+    if text is None:
+        return ""
+    return "".join(char_name(c) if is_hidden(c) else c for c in str(text))
 
 
 _ENV = Environment(
@@ -40,6 +62,7 @@ def quoted(value: object) -> str:
 
 _ENV.filters["one_line"] = one_line
 _ENV.filters["quoted"] = quoted
+_ENV.filters["reveal"] = reveal_hidden
 
 
 def render(template: str, **context: object) -> str:

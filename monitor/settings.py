@@ -27,6 +27,7 @@ SECRET_FIELDS = (
     "mastodon_access_token",
     "bluesky_app_password",
     "smtp_password",
+    "web_secret",
 )
 # An e-mail address as the registry and the settings accept it: something@domain.tld, no spaces.
 EMAIL_ADDRESS = re.compile(r"^[^@\s;,<>]+@[^@\s;,<>]+\.[^@\s;,<>]+$")
@@ -186,9 +187,28 @@ class AlertSettings(StrictModel):
 
 
 class WebSettings(StrictModel):
-    """The review desk, as far as mail needs it: where its pages live."""
+    """The review desk (`weerbaar web`): its public address, cookies, proxy and login limits.
 
+    The key that signs session cookies is a secret: WEERBAAR_WEB_SECRET, from the environment only.
+    """
+
+    # The address staff open, e.g. "https://weerbaar.zwolle.nl"; links in digests and mails are built on it.
     base_url: str | None = None
+    # Secure cookies (sent over HTTPS only). None: on when base_url starts with https://.
+    secure_cookies: bool | None = None
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto headers are believed (uvicorn's forwarded_allow_ips).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    session_hours: float = Field(default=8, gt=0)
+    # Failed logins allowed per user name and per client address within the window, before logins are refused.
+    login_attempts: int = Field(default=5, ge=1)
+    login_window_minutes: float = Field(default=15, gt=0)
+    queue_page_size: int = Field(default=50, ge=1, le=500)
+
+    def cookies_secure(self) -> bool:
+        """Return whether session cookies carry the Secure flag."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return bool(self.base_url and self.base_url.lower().startswith("https://"))
 
 
 class Settings(BaseSettings):
@@ -211,6 +231,7 @@ class Settings(BaseSettings):
     mastodon_access_token: SecretStr | None = None
     bluesky_app_password: SecretStr | None = None
     smtp_password: SecretStr | None = None
+    web_secret: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -17,10 +17,14 @@ Digest (--digest-only, or --digest): seconds to build one day's digest from a ge
 --digest-mentions stored mentions (monitor/synthetic.py), the digest of one day's collection window, its trend
 data and its mail with a chart per official, against the same digests on a copy without this release's digest
 indexes (today's query plan).
+Review desk (--desk-queue, on its own): time to first byte of the queue page over loopback HTTP (uvicorn, a logged-in
+session) on a synthetic database of --desk-mentions mentions (monitor/synthetic.py), for an admin (every official)
+and a reviewer of 5 officials, against the login page on the same server (the framework's own floor).
 
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
         [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
         [--alerts] [--alerts-only] [--digest] [--digest-only] [--digest-mentions 1000000]
+    .venv/bin/python scripts/benchmark.py --desk-queue [--desk-mentions 100000]
 """
 
 from __future__ import annotations
@@ -283,6 +287,96 @@ def digest_timings(path: Path, mentions: int) -> dict[str, float]:
     return figures
 
 
+def desk_queue_benchmark(mentions: int, workdir: Path, requests: int = 15) -> None:
+    """Print the queue page's time to first byte at MENTIONS mentions, against the login page, over loopback HTTP."""
+    import http.client
+    import re
+    import socket
+    import statistics
+    import threading
+
+    import uvicorn
+
+    from monitor.synthetic import SyntheticSpec, generate_database
+    from monitor.users import add_user
+    from monitor.web import create_app
+
+    db_path = workdir / "desk.db"
+    start = time.perf_counter()
+    counts = generate_database(db_path, SyntheticSpec(mentions=mentions))
+    db = open_db(db_path)
+    # A desk in use: a review on one mention in fifty (confirmed, dismissed or claimed), each in its own row.
+    statuses = ("confirmed", "dismissed", "in_review")
+    db.conn.executemany(
+        "INSERT INTO reviews (mention_id, reviewer, labels, status, reviewed_at) VALUES (?, 'bench', '[]', ?, "
+        "'2026-11-30T12:00:00Z')", [(i, statuses[i % 3]) for i in range(1, counts["mentions"] + 1, 50)])
+    db.conn.commit()
+    add_user(db, "admin", "admin", "benchmark-password")
+    add_user(db, "reviewer", "reviewer", "benchmark-password", [1, 2, 3, 4, 5])
+    db.close()
+    print(f"desk database: {counts['mentions']:,} mentions, {counts['officials']} officials, built in "
+          f"{time.perf_counter() - start:.1f} s")
+    settings = load_settings(REPO / "config" / "weerbaar.toml", db_path=db_path)
+    app = create_app(settings, ("weerbaar-onnx", "synthetic"), secret="benchmark-secret-" + "z" * 20)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def get(path: str, cookie: str = "") -> tuple[float, int, str, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        began = time.perf_counter()
+        connection.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = connection.getresponse()  # returns once the status line and headers arrived: the first byte
+        first_byte = time.perf_counter() - began
+        body = response.read().decode()
+        connection.close()
+        return first_byte, response.status, body, response.getheader("set-cookie") or ""
+
+    def session(username: str) -> str:
+        _, _, page, cookie = get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        cookie = cookie.split(";")[0]
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        form = f"username={username}&password=benchmark-password&csrf_token={token}&next=/queue"
+        connection.request("POST", "/login", body=form, headers={
+            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 303, response.status
+        return response.getheader("set-cookie").split(";")[0]
+
+    def median_ms(path: str, cookie: str = "") -> tuple[float, float]:
+        get(path, cookie)  # warm the page cache and the templates
+        times = sorted(get(path, cookie)[0] for _ in range(requests))
+        return statistics.median(times) * 1000, times[-1] * 1000
+
+    try:
+        admin, reviewer = session("admin"), session("reviewer")
+        rows = [
+            ("login page (reference)", "/login", ""),
+            ("queue, admin (all officials)", "/queue", admin),
+            ("queue, admin, page 20", "/queue?page=20", admin),
+            ("queue, admin, one official", "/queue?official=7", admin),
+            ("queue, admin, threats only", "/queue?category=threat", admin),
+            ("queue, admin, confirmed", "/queue?status=confirmed", admin),
+            ("queue, reviewer of 5 officials", "/queue", reviewer),
+        ]
+        reference = None
+        for label, path, cookie in rows:
+            median, worst = median_ms(path, cookie)
+            reference = reference or median
+            print(f"desk, {label + ':':<34}{median:8.1f} ms to first byte (median of {requests}; slowest "
+                  f"{worst:.1f} ms; {median / reference:6.1f}x the login page)")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def main() -> None:
     """Run the benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -303,6 +397,10 @@ def main() -> None:
     parser.add_argument("--digest-only", action="store_true", help="measure only the digest build")
     parser.add_argument("--digest-mentions", type=int, default=1_000_000, help="mentions in the generated database")
     parser.add_argument("--digest-db", type=Path, help="generated database to reuse (made there if absent)")
+    parser.add_argument("--desk-queue", action="store_true",
+                        help="measure only the review desk's queue page (time to first byte)")
+    parser.add_argument("--desk-mentions", type=int, default=100_000,
+                        help="mentions in the desk's synthetic database (default 100000)")
     args = parser.parse_args()
     if args.alerts or args.alerts_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -317,6 +415,10 @@ def main() -> None:
             path = args.digest_db or Path(tmp) / "synthetic.db"
             for name, seconds in digest_timings(path, args.digest_mentions).items():
                 print(f"digest, {name + ':':<43}{seconds:7.3f} s ({args.digest_mentions} mentions)")
+    if args.desk_queue:
+        with tempfile.TemporaryDirectory() as tmp:
+            desk_queue_benchmark(args.desk_mentions, Path(tmp))
+        return
     if args.alerts_only or args.digest_only:
         return
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake servers' request log
