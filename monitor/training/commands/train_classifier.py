@@ -47,10 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from monitor.datasets import (
+from monitor.settings import PROJECT_ROOT
+from monitor.training.calibration import calibrate, calibration_split, stratified_share
+from monitor.training.datasets import (
     CATEGORIES,
     READERS,
     LabelledText,
@@ -61,24 +60,24 @@ from monitor.datasets import (
     read_reviews,
     template_records,
 )
-from monitor.evaluation import (
+from monitor.training.evaluation import (
     category_report,
     functionality_pass_rates,
+    scores_report,
     stratified_k_fold,
     threshold_at_false_alarm_rate,
 )
-from monitor.finetune import (
+from monitor.training.finetune import (
     FinetuneConfig,
     average_models,
-    encode_labels,
     finetune,
-    fit_temperatures,
     imsypp_strata,
     sample_for_category,
     save_checkpoint,
     sigmoid,
 )
-from monitor.threat_templates import EVALUATION, TRAIN, generate_templates
+from monitor.training.heads import imsypp_folds
+from monitor.training.threat_templates import EVALUATION, TRAIN, generate_templates
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -151,8 +150,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cv-folds", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="I,J",
                         help="run only these folds (1-based), e.g. 1,2 in one process and 3,4,5 in another")
     parser.add_argument("--cv-split", choices=("round-robin", "head"), default="round-robin",
-                        help="'head': the folds of monitor/training.py (sklearn StratifiedKFold on the IMSyPP type, "
-                             "shuffled by --seed), so that figures compare with the frozen e5 head fold by fold")
+                        help="'head': the folds of monitor/training/heads.py (sklearn StratifiedKFold on the IMSyPP "
+                             "type, shuffled by --seed), so that figures compare with the frozen e5 head fold by fold")
     parser.add_argument("--cv-calibrate", action="store_true",
                         help="in --cv, run the final recipe in every fold: hold out --calibration-fraction of the "
                              "fold's training rows, fit temperatures and thresholds there, and score the test fold at "
@@ -175,7 +174,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def git_commit() -> str | None:
     """Return the current commit id, or None outside a git checkout."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -190,8 +189,7 @@ def threat_data(arguments) -> list[LabelledText]:
         vio = read_germeval2026_vio(arguments.germeval_vio)
         records += sample_for_category(vio, "threat", arguments.germeval_vio_negatives, arguments.seed)
     if arguments.threat_data_threat_only:
-        records = [LabelledText(r.text, r.labels | {"aggression": None}, r.source, r.language, r.group)
-                   for r in records]
+        records = [dataclasses.replace(r, labels=r.labels | {"aggression": None}) for r in records]
     return records
 
 
@@ -204,8 +202,8 @@ def extra_data(arguments) -> list[LabelledText]:
     for spec in arguments.extra:
         rows = read_dataset(spec)
         if only:
-            rows = [LabelledText(r.text, {c: v if c == only else None for c, v in r.labels.items()}, r.source,
-                                 r.language, r.group) for r in rows]
+            rows = [dataclasses.replace(r, labels={c: v if c == only else None for c, v in r.labels.items()})
+                    for r in rows]
             records += sample_for_category(rows, only, arguments.extra_rows, arguments.seed)
             continue
         rows = [r for r in rows if any(v is not None for v in r.labels.values())]
@@ -213,18 +211,6 @@ def extra_data(arguments) -> list[LabelledText]:
     if arguments.reviews:
         records += read_reviews(arguments.reviews)
     return records
-
-
-def scores_report(records, probabilities, categories, thresholds=None) -> dict:
-    """Return category_report per category for RECORDS with PROBABILITIES [rows, categories]."""
-    thresholds = thresholds or {}
-    out = {}
-    for column, category in enumerate(categories):
-        labels = [r.labels.get(category) for r in records]
-        if all(label is None for label in labels):
-            continue
-        out[category] = category_report(labels, probabilities[:, column], thresholds.get(category, 0.5))
-    return out
 
 
 def template_report(records: list[LabelledText], probabilities: np.ndarray, threshold: float) -> dict:
@@ -269,19 +255,6 @@ def config_from(arguments) -> FinetuneConfig:
     )
 
 
-def head_folds(path: Path, imsypp: list[LabelledText], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return the (train, test) folds that monitor/training.py gives the frozen e5 head for the same file and seed."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from monitor.training import read_imsypp as read_imsypp_for_head
-
-    head = read_imsypp_for_head(path)
-    if head.texts != [r.text for r in imsypp]:
-        raise SystemExit(f"{path}: the two IMSyPP readers disagree on the rows; cannot reuse the head's folds")
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return list(splitter.split(head.texts, head.strata))
-
-
 def transfer_data(arguments) -> list[LabelledText]:
     """Return the texts that only the teacher labels: sampled --transfer sets and fresh training-family templates."""
     import random
@@ -322,7 +295,7 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     TEACHER, if given, is used instead of training one. Without distillation the teacher is None. With --soup N the
     model is the weight average of N fine-tuned members, which MEMBER_HOOK (if given) sees before they are averaged.
     """
-    from monitor.finetune import evenly_spaced_layers, student_encoder
+    from monitor.training.finetune import evenly_spaced_layers, student_encoder
 
     if not arguments.distil_layers:
         if arguments.soup > 1:
@@ -355,55 +328,6 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     return student, teacher
 
 
-def stratified_share(strata: Sequence[str], fraction: float, rng: np.random.Generator, at_least: int = 0) -> np.ndarray:
-    """Return a mask over STRATA that picks, at random from RNG, a share FRACTION (rounded, at least AT_LEAST) of the
-    positions of every stratum."""
-    strata = np.asarray(strata)
-    chosen = np.zeros(len(strata), dtype=bool)
-    for stratum in np.unique(strata):
-        rows = rng.permutation(np.flatnonzero(strata == stratum))
-        chosen[rows[: max(at_least, round(len(rows) * fraction))]] = True
-    return chosen
-
-
-def calibration_split(imsypp: list[LabelledText], threat: list[LabelledText], extra: list[LabelledText],
-                      fraction: float, seed: int) -> tuple[list[LabelledText], list[LabelledText], list[LabelledText]]:
-    """Split into training rows and the rows that calibrate: a stratified share of IMSyPP and a share of the threat
-    data (--extra rows all train). Returns the training rows, the held-out IMSyPP rows and the held-out threat rows.
-    The same seed and rows give the same split (a teacher's run record relies on it)."""
-    rng = np.random.default_rng(seed)
-    calibration = stratified_share(imsypp_strata(imsypp), fraction, rng)
-    threat_order = rng.permutation(len(threat))
-    threat_calibration = set(threat_order[: int(len(threat) * fraction)].tolist())
-    train = ([r for r, c in zip(imsypp, calibration) if not c]
-             + [r for i, r in enumerate(threat) if i not in threat_calibration] + extra)
-    return (train, [r for r, c in zip(imsypp, calibration) if c],
-            [r for i, r in enumerate(threat) if i in threat_calibration])
-
-
-def calibrate(model, held_out: list[LabelledText], categories: tuple[str, ...],
-              false_alarm_rate: float) -> tuple[dict, np.ndarray, dict[str, float]]:
-    """Fit the model's temperatures and the thresholds on held-out rows, as the bundled model's were: threat at the
-    false-alarm budget on held-out non-threats, the others at their best macro-F1 on a 0.05 grid. Returns the report
-    before scaling, the calibrated probabilities and the thresholds."""
-    logits = model.logits([r.text for r in held_out])
-    labels, mask = encode_labels(held_out, categories)
-    raw = scores_report(held_out, sigmoid(logits), categories)
-    model.temperatures = fit_temperatures(logits, labels, mask, categories)
-    calibrated = model.scaled(logits)
-    thresholds = {}
-    for column, category in enumerate(categories):
-        known = mask[:, column] > 0
-        if category == "threat":
-            thresholds[category] = round(threshold_at_false_alarm_rate(
-                labels[known, column].astype(np.int8), calibrated[known, column], false_alarm_rate), 4)
-        else:
-            grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
-            thresholds[category] = float(max(grid, key=lambda t: category_report(
-                labels[known, column].tolist(), calibrated[known, column], t)["macro_f1"] or 0))
-    return raw, calibrated, thresholds
-
-
 def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, seed: int) -> list[int]:
     """Return a share FRACTION of ROWS (indices into STRATA), the same share of every stratum, chosen by SEED."""
     if not 0 < fraction <= 1:
@@ -417,7 +341,7 @@ def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, 
 
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
     """Give --extra rows the source 'extra' so that their loss weight applies, keeping their origin in language."""
-    return [LabelledText(r.text, r.labels, "extra", r.language, r.group) for r in records]
+    return [dataclasses.replace(r, source="extra") for r in records]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.cv:
         strata = imsypp_strata(imsypp)
         if arguments.cv_split == "head":
-            folds = head_folds(arguments.imsypp, imsypp, arguments.cv, arguments.seed)
+            folds = imsypp_folds([r.stratum for r in imsypp], arguments.cv, arguments.seed)
         else:
             folds = stratified_k_fold(strata, arguments.cv, arguments.seed)
         numbered = list(enumerate(folds, start=1))
@@ -565,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         train_started = time.monotonic()
         teacher = None
         if arguments.teacher:
-            from monitor.finetune import load_checkpoint
+            from monitor.training.finetune import load_checkpoint
 
             check_teacher(arguments.teacher, arguments)
             teacher = load_checkpoint(arguments.teacher)

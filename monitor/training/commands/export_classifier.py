@@ -24,15 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from monitor.datasets import READERS, read_dataset
-from monitor.finetune import load_checkpoint, write_onnx_artifact
 from monitor.onnx_classifier import read_onnx_classifier
-from monitor.threat_templates import EVALUATION, TRAIN, generate_templates
+from monitor.settings import PROJECT_ROOT
+from monitor.training.datasets import READERS, read_dataset
+from monitor.training.export import write_onnx_artifact
+from monitor.training.finetune import load_checkpoint
+from monitor.training.threat_templates import EVALUATION, TRAIN, generate_templates
 
-SAMPLE = REPO / "config" / "samples" / "mentions.jsonl"
+SAMPLE = PROJECT_ROOT / "config" / "samples" / "mentions.jsonl"
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

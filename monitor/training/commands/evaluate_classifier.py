@@ -10,8 +10,8 @@ Example:
 The classifier is the one the settings name (--config, else $WEERBAAR_CONFIG, else config/weerbaar.toml), or
 --model with --model-path. Thresholds come from the settings unless --threshold overrides them. The false-alarm
 threshold is chosen on the first --data set (or --calibrate-on) and applied to all of them. Formats: see
-monitor/datasets.py READERS; label mappings: models/LABELS.md. Datasets stay where they are: their licences keep
-them out of this repository. Cross-validating training is scripts/train_classifier.py's job, not this one's.
+monitor/training/datasets.py READERS; label mappings: models/LABELS.md. Datasets stay where they are: their licences
+keep them out of this repository. Cross-validating training is scripts/train_classifier.py's job, not this one's.
 """
 
 from __future__ import annotations
@@ -23,12 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from monitor.classifier import load_classifier, model_label  # noqa: E402
-from monitor.datasets import READERS, DatasetError, read_dataset, read_functional_suite  # noqa: E402
-from monitor.evaluation import evaluate_classifier  # noqa: E402
-from monitor.settings import SettingsError, load_settings  # noqa: E402
+from monitor.classifier import load_classifier, model_label
+from monitor.settings import SettingsError, load_settings
+from monitor.training.datasets import READERS, DatasetError, read_dataset, read_functional_suite
+from monitor.training.evaluation import evaluate_classifier
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:

