@@ -12,6 +12,7 @@ from monitor.training.datasets import read_functional_suite, read_jsonl
 from monitor.training.evaluation import (
     alarm_rates,
     average_precision,
+    best_macro_f1_threshold,
     confusion_matrix,
     evaluate_classifier,
     evaluation_report,
@@ -208,3 +209,10 @@ def test_script_bad_data_exits_2_and_writes_nothing(workdir, tmp_path, capsys):
     assert evaluate_command(["--data", f"jsonl:{bad}", "--out", str(out)]) == 2
     assert "bad.jsonl: line 1, column 'labels.threat'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_best_macro_f1_threshold_takes_the_lowest_of_the_best():
+    # Every threshold from 0.45 to 0.6 separates the classes; the lowest of them is chosen.
+    assert best_macro_f1_threshold([0, 0, 1, 1], [0.1, 0.4, 0.6, 0.9]) == 0.45
+    # All positive: flagging everything (the lowest threshold) is as good as it gets.
+    assert best_macro_f1_threshold([1, 1], [0.3, 0.7]) == 0.05
