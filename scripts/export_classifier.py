@@ -1,117 +1,11 @@
 """Export a fine-tuned checkpoint to the int8 ONNX artifact that the `weerbaar-onnx` backend scores with.
 
-Example:
-
-    python scripts/export_classifier.py --checkpoint var/checkpoints/e5-ft --out models/weerbaar-e5-ft \\
-        --vocab-data imsypp:/work/shared/data/imsypp-nl/train.csv \\
-        --vocab-data rtp-lx:/work/shared/data/rtp-lx-nl/RTP_LX_NL.json \\
-        --vocab-data olid:/work/shared/data/xling/olid/olivia.tsv
-
-The vocabulary is pruned to the pieces that the --vocab-data texts (plus the training template families and the
-bundled sample mentions) use, up to --max-pieces: every single-character piece (so any text still tokenises), then
-every piece the Dutch texts use, then the most frequent pieces of the other languages. Dutch comes first because a
-Dutch text whose pieces were all kept tokenises exactly as before, and so scores exactly as the checkpoint does. Only piece statistics leave the datasets, never their text. The script then checks the artifact:
-size, load time, and agreement with the checkpoint's torch logits on held-out texts.
+A thin wrapper over monitor/training/commands/export_classifier.py (examples and options: --help).
 """
 
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from monitor.datasets import READERS, read_dataset
-from monitor.finetune import load_checkpoint, write_onnx_artifact
-from monitor.onnx_classifier import read_onnx_classifier
-from monitor.threat_templates import EVALUATION, TRAIN, generate_templates
-
-SAMPLE = REPO / "config" / "samples" / "mentions.jsonl"
-
-
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="folder written by train_classifier.py --out")
-    parser.add_argument("--out", type=Path, required=True, help="artifact folder to write")
-    parser.add_argument("--vocab-data", action="append", default=[], metavar="FORMAT:PATH",
-                        help=f"texts whose pieces the vocabulary keeps (repeatable); formats: {', '.join(READERS)}")
-    parser.add_argument("--max-pieces", type=int, default=30000, help="vocabulary size after pruning (default 30000); 0 keeps the base model's "
-                             "vocabulary unpruned (needed for tokenizers other than a Unigram one, e.g. BERTje's)")
-    parser.add_argument("--no-quantise", action="store_true", help="keep float32 weights")
-    parser.add_argument("--version", default="2026.12.0", help="model version written next to every score")
-    return parser.parse_args(argv)
-
-
-def sample_texts() -> list[str]:
-    """Return the texts of the bundled sample mentions."""
-    texts = []
-    for raw in SAMPLE.read_bytes().splitlines():
-        try:
-            item = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(item, dict) and isinstance(item.get("text"), str):
-            texts.append(item["text"])
-    return texts
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Export, then check the artifact against the checkpoint."""
-    arguments = parse_arguments(argv)
-    import torch
-
-    torch.set_num_threads(2)
-    model = load_checkpoint(arguments.checkpoint)
-    run = json.loads((arguments.checkpoint / "run.json").read_text(encoding="utf-8"))
-    dutch_texts = [t.text for t in generate_templates(0, 60, TRAIN)] + sample_texts()
-    other_texts = []
-    for spec in arguments.vocab_data:
-        for record in read_dataset(spec):
-            (dutch_texts if record.language == "nl" else other_texts).append(record.text)
-    card = {
-        "name": "weerbaar-onnx",
-        "version": arguments.version,
-        "base_model": model.config.base_model,
-        "layers": model.config.num_layers,
-        "thresholds": run.get("thresholds", {}),
-        "vocabulary_from": [spec.split(":", 1)[0] for spec in arguments.vocab_data] + ["threat-templates", "sample"],
-    }
-    written = write_onnx_artifact(model, arguments.out, dutch_texts if arguments.max_pieces else None,
-                                  arguments.max_pieces,
-                                  quantise=not arguments.no_quantise, card=card, other_texts=other_texts)
-    size = sum(path.stat().st_size for path in arguments.out.iterdir() if path.is_file())
-    started = time.perf_counter()
-    classifier = read_onnx_classifier(arguments.out)
-    classifier.score(["opwarmen"])
-    load_seconds = time.perf_counter() - started
-    check = [t.text for t in generate_templates(1, 10, EVALUATION)] + sample_texts()[:200]
-    reference = model.logits(check)
-    exported = classifier.logits(check)
-    difference = np.abs(reference - exported)
-    agreement = {
-        category: float(np.mean((reference[:, i] > 0) == (exported[:, i] > 0)))
-        for i, category in enumerate(model.config.categories)
-    }
-    print(json.dumps({
-        "out": str(arguments.out),
-        "files": {path.name: path.stat().st_size for path in sorted(arguments.out.iterdir())},
-        "total_bytes": size,
-        "vocabulary_pieces": written["vocabulary_pieces"],
-        "load_seconds": round(load_seconds, 2),
-        "check_texts": len(check),
-        "max_abs_logit_difference": round(float(difference.max()), 4),
-        "mean_abs_logit_difference": round(float(difference.mean()), 4),
-        "sign_agreement": agreement,
-    }, indent=2))
-    return 0
-
+from monitor.training.commands.export_classifier import main
 
 if __name__ == "__main__":
     sys.exit(main())

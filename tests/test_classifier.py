@@ -9,24 +9,21 @@ import numpy as np
 import pytest
 
 from monitor.classifier import CATEGORIES, load_classifier, model_label
-from monitor.datasets import LabelledText
 from monitor.e5_head import E5HeadClassifier, ModelArtifactError, embed_in_length_order, load_e5_head, read_e5_head
 from monitor.settings import ClassifierSettings, Settings
-from monitor.threat_templates import FAMILIES, generate_templates
-from monitor.training import (
+from monitor.training.datasets import DatasetError, LabelledText, read_imsypp
+from monitor.training.evaluation import alarm_rates, category_report
+from monitor.training.heads import (
     MASKED,
-    DatasetError,
     EmbeddingCache,
     LabelledTexts,
-    alarm_rates,
-    binary_metrics,
     fit_logistic_head,
     fit_mlp_head,
-    read_imsypp,
     records_as_labelled,
     train_and_evaluate,
     write_artifact,
 )
+from monitor.training.threat_templates import FAMILIES, generate_templates
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "weerbaar-e5-head"
 
@@ -146,7 +143,7 @@ def test_embedding_cache_embeds_each_text_once(tmp_path):
     assert np.allclose(first[1], again[0]) and np.allclose(first[0], again[1])
 
 
-def test_read_imsypp_maps_types_to_categories(tmp_path):
+def test_imsypp_records_become_head_rows_stratified_by_type(tmp_path):
     csv_path = tmp_path / "imsypp.csv"
     csv_path.write_text(
         "row,doc,type,target\n"
@@ -156,10 +153,12 @@ def test_read_imsypp_maps_types_to_categories(tmp_path):
         "3,,0. appropriate,\n",
         encoding="utf-8",
     )
-    rows = read_imsypp(csv_path)
+    rows = records_as_labelled(read_imsypp(csv_path), "imsypp")
     assert rows.texts == ["gewoon een bericht", "wat een sukkel", "ik kom je halen"]
     assert rows.labels["aggression"].tolist() == [0, 1, 1]
     assert rows.labels["threat"].tolist() == [0, 0, 1]
+    assert rows.strata == ["0. appropriate", "2. offensive", "3. violent"]
+    assert rows.groups == ["imsypp:0", "imsypp:1", "imsypp:2"]
 
 
 def test_read_imsypp_names_the_file_when_a_column_is_missing(tmp_path):
@@ -174,7 +173,7 @@ def test_a_trained_head_round_trips_through_the_artifact(tmp_path):
     labels = np.array([0, 1] * 20)
     vectors = rng.normal(size=(40, 8)) + labels[:, None] * 1.5
     heads = {category: fit_logistic_head(vectors, labels, c_grid=(0.1, 1.0)) for category in CATEGORIES}
-    assert binary_metrics(labels, heads["threat"].predict(vectors))["macro_f1"] > 0.8
+    assert category_report(labels, heads["threat"].predict(vectors))["macro_f1"] > 0.8
 
     write_artifact(tmp_path, heads, {"version": "test.1", "categories": list(CATEGORIES), "prefix": "query"})
     loaded = read_e5_head(tmp_path)
@@ -199,7 +198,7 @@ def test_a_hidden_layer_head_round_trips_through_the_artifact_next_to_a_logistic
         "aggression": fit_mlp_head(vectors, labels, alpha_grid=(0.01,), hidden=8),
         "threat": fit_logistic_head(vectors, labels, c_grid=(1.0,)),
     }
-    assert binary_metrics(labels, heads["aggression"].predict(vectors))["macro_f1"] > 0.9
+    assert category_report(labels, heads["aggression"].predict(vectors))["macro_f1"] > 0.9
 
     write_artifact(tmp_path, heads, {"version": "test.2", "categories": list(CATEGORIES), "prefix": "query"})
     loaded = read_e5_head(tmp_path)
@@ -228,7 +227,7 @@ def test_extra_aggression_data_trains_only_and_never_joins_the_evaluation(tmp_pa
     types = ["0. appropriate"] * 16 + ["2. offensive"] * 12 + ["3. violent"] * 12
     csv_path = tmp_path / "imsypp.csv"
     csv_path.write_text(
-        "row,doc,type,target\n" + "".join(f"{i},bericht nummer {i},{t},\n" for i, t in enumerate(types)),
+        "row,doc,type,target\n" + "".join(f"{i},bericht nummer {i},{t},11. individual\n" for i, t in enumerate(types)),
         encoding="utf-8",
     )
     extra = LabelledTexts(
@@ -239,7 +238,7 @@ def test_extra_aggression_data_trains_only_and_never_joins_the_evaluation(tmp_pa
     )
     embedder = FakeEmbedder()
     run = train_and_evaluate(
-        read_imsypp(csv_path),
+        records_as_labelled(read_imsypp(csv_path), "imsypp"),
         generate_templates(per_family=3),
         [],
         embed=embedder.query,
@@ -260,12 +259,13 @@ def test_train_and_evaluate_reports_cross_validated_metrics(tmp_path):
     types = ["0. appropriate"] * 16 + ["2. offensive"] * 12 + ["3. violent"] * 12
     csv_path = tmp_path / "imsypp.csv"
     csv_path.write_text(
-        "row,doc,type,target\n" + "".join(f"{i},bericht nummer {i},{t},\n" for i, t in enumerate(types)),
+        "row,doc,type,target\n" + "".join(f"{i},bericht nummer {i},{t},11. individual\n" for i, t in enumerate(types)),
         encoding="utf-8",
     )
     embedder = FakeEmbedder()
     run = train_and_evaluate(
-        read_imsypp(csv_path), generate_templates(per_family=3), [], embed=embedder.query, folds=2, c_grid=(1.0,)
+        records_as_labelled(read_imsypp(csv_path), "imsypp"), generate_templates(per_family=3), [],
+        embed=embedder.query, folds=2, c_grid=(1.0,),
     )
     assert set(run.heads) == set(CATEGORIES)
     assert len(run.report["aggression_cv"]["macro_f1_per_fold"]) == 2
@@ -277,7 +277,7 @@ def test_train_and_evaluate_reports_cross_validated_metrics(tmp_path):
 
 
 def test_alarm_rates_count_recall_and_false_alarms():
-    rates = alarm_rates(np.array([1, 1, 0, 0, 0, 0]), np.array([0.9, 0.2, 0.7, 0.1, 0.1, 0.1]))
+    rates = alarm_rates(np.array([1, 1, 0, 0, 0, 0]), np.array([0.9, 0.2, 0.7, 0.1, 0.1, 0.1]), 0.5)
     assert rates["recall"] == 0.5 and rates["false_alarm_rate"] == 0.25
 
 

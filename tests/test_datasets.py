@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.datasets import (
+from monitor.db import open_db
+from monitor.training.datasets import (
     CATEGORIES,
     LABEL_MAP,
     DatasetError,
@@ -33,7 +34,6 @@ from monitor.datasets import (
     read_reviews,
     read_rtp_lx,
 )
-from monitor.db import open_db
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "datasets"
 
@@ -373,7 +373,7 @@ def test_label_balance_counts_masked_separately():
 
 
 def test_threat_templates_reader_gives_the_held_out_suite_only():
-    from monitor.threat_templates import EVALUATION, FAMILIES
+    from monitor.training.threat_templates import EVALUATION, FAMILIES
 
     records = read_dataset("threat-templates:eval")
     eval_families = {f"template:{family.name}" for family in FAMILIES if family.split == EVALUATION}

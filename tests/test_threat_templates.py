@@ -8,15 +8,8 @@ from difflib import SequenceMatcher
 
 import pytest
 
-import monitor.threat_templates as threat_templates
-from monitor.threat_templates import (
-    EVALUATION,
-    FAMILIES,
-    SLOTS,
-    TRAIN,
-    TemplateFamily,
-    generate_templates,
-)
+import monitor.training.threat_templates as threat_templates
+from monitor.training.threat_templates import EVALUATION, FAMILIES, SLOTS, TRAIN, TemplateFamily, generate_templates
 
 MIN_TEMPLATES = 8
 SLOT = re.compile(r"\{(\w+)\}")

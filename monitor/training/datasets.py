@@ -195,6 +195,8 @@ class LabelledText:
     source: str
     language: str
     group: str | None = None
+    # The dataset's own class of the row where folds are stratified by it (IMSyPP's type), else None.
+    stratum: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.labels) - set(CATEGORIES)
@@ -304,7 +306,8 @@ def read_imsypp(path: Path | str) -> list[LabelledText]:
         else:
             key = (kind_of_type, "")
         labels = _lookup(path, line, "type", LABEL_MAP["imsypp"], key)
-        records.append(LabelledText(text, labels, "imsypp-nl", "nl", group=f"imsypp:{row.get('row', line)}"))
+        records.append(LabelledText(text, labels, "imsypp-nl", "nl", group=f"imsypp:{row.get('row', line)}",
+                                    stratum=kind_of_type))
     return records
 
 
@@ -687,7 +690,8 @@ def template_records(templates: Sequence) -> list[LabelledText]:
 
 
 def read_threat_templates(path: Path | str) -> list[LabelledText]:
-    """Generate a split of monitor/threat_templates.py: 'eval' (the held-out threat suite) or 'train', 60 a family.
+    """Generate a split of monitor/training/threat_templates.py: 'eval' (the held-out threat suite) or 'train', 60 a
+    family.
 
     Seed 0 by default; 'eval:1' takes seed 1. The family is each record's group.
     """

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 ECE_BINS = 10
+# Thresholds tried for the best macro-F1: 0.05 to 0.95 in steps of 0.05.
+F1_THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def _binary(values, name: str) -> np.ndarray:
@@ -178,6 +180,13 @@ def stratified_k_fold(strata: Sequence, k: int = 5, seed: int = 0) -> list[tuple
     return [(everything[fold_of != fold], everything[fold_of == fold]) for fold in range(k)]
 
 
+def best_macro_f1_threshold(labels, probabilities) -> float:
+    """Return the threshold of F1_THRESHOLD_GRID at which flagging PROBABILITIES gives the highest macro-F1 (the lowest
+    such threshold on a tie)."""
+    labels, probabilities = _pair(labels, probabilities)
+    return float(max(F1_THRESHOLD_GRID, key=lambda t: macro_f1(labels, (probabilities >= t).astype(np.int8)) or 0))
+
+
 def label_array(labels: Sequence[int | None]) -> np.ndarray:
     """Return labels as floats with NaN where the label is unknown (None)."""
     return np.array([np.nan if label is None else float(label) for label in labels], dtype=float)
@@ -208,6 +217,19 @@ def category_report(
     if alarm_threshold is not None:
         report["at_alarm_threshold"] = {"threshold": alarm_threshold, **alarm_rates(y, p, alarm_threshold)}
     return report
+
+
+def scores_report(records, probabilities, categories, thresholds=None) -> dict:
+    """Return category_report per category for RECORDS (LabelledText) with PROBABILITIES [rows, categories]; a category
+    no record has a label for is left out."""
+    thresholds = thresholds or {}
+    out = {}
+    for column, category in enumerate(categories):
+        labels = [r.labels.get(category) for r in records]
+        if all(label is None for label in labels):
+            continue
+        out[category] = category_report(labels, probabilities[:, column], thresholds.get(category, 0.5))
+    return out
 
 
 def evaluation_report(

@@ -1,35 +1,30 @@
-"""Train and measure the e5 heads: dataset readers, an embedding cache, head fitting and the metrics.
+"""Train and measure the e5 heads (frozen embeddings, a small head per category): an embedding cache, head fitting,
+cross-validation and the artifact.
 
-Needs scikit-learn (the `train` extra). Datasets are read from paths given by the caller and never copied into the
-repository: their licences (see each PROVENANCE.md) do not allow that.
+Needs scikit-learn (the `train` extra). Data comes from monitor/training/datasets.py as LabelledText records, turned
+into columns here (records_as_labelled); the metrics are monitor/training/evaluation.py's.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .e5_head import CARD_FILE, HEAD_FILE, embed_in_length_order
+from ..e5_head import CARD_FILE, HEAD_FILE, embed_in_length_order
+from .datasets import LabelledText
+from .evaluation import alarm_rates, average_precision, best_macro_f1_threshold, category_report
 
-IMSYPP_AGGRESSION_TYPES = frozenset({"2. offensive", "3. violent"})
-IMSYPP_THREAT_TYPES = frozenset({"3. violent"})
-GERMEVAL_VIO_THREAT_LABELS = frozenset({"prospensity", "call2violence"})
+HEAD_CATEGORIES = ("aggression", "threat")
 THREAT_THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 DEFAULT_C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 DEFAULT_ALPHA_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 MASKED = -1  # label value of a row whose dataset does not decide the category: left out of that head's loss
-
-
-class DatasetError(ValueError):
-    """A dataset file cannot be used; the message names the file, line and field."""
 
 
 @dataclass
@@ -57,71 +52,13 @@ class LabelledTexts:
         )
 
 
-def clean_imsypp_text(text: str) -> str:
-    """Drop IMSyPP's `-*-*-*-` segment markers and collapse whitespace, so training text looks like a live post."""
-    return re.sub(r"\s+", " ", text.replace("-*-*-*-", " ")).strip()
+def records_as_labelled(
+    records: Sequence[LabelledText], source: str, categories: Sequence[str] = HEAD_CATEGORIES
+) -> LabelledTexts:
+    """Turn datasets' LabelledText records into the heads' LabelledTexts; a None (unknown) label becomes MASKED.
 
-
-def read_imsypp(path: Path) -> LabelledTexts:
-    """Read IMSyPP-NL (columns row, doc, type, target): aggression = offensive or violent, threat = violent."""
-    texts, types = [], []
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"doc", "type"} - set(reader.fieldnames or ())
-        if missing:
-            raise DatasetError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            text = clean_imsypp_text(row["doc"] or "")
-            if not text:
-                continue
-            if not (row["type"] or "").strip():
-                raise DatasetError(f"{path}: line {line}: field 'type' is empty")
-            texts.append(text)
-            types.append(row["type"].strip())
-    return LabelledTexts(
-        texts=texts,
-        labels={
-            "aggression": np.array([t in IMSYPP_AGGRESSION_TYPES for t in types], dtype=np.int8),
-            "threat": np.array([t in IMSYPP_THREAT_TYPES for t in types], dtype=np.int8),
-        },
-        groups=[f"imsypp:{i}" for i in range(len(texts))],
-        source="imsypp",
-        strata=types,
-    )
-
-
-def read_germeval_vio(path: Path, negatives: int, seed: int) -> LabelledTexts:
-    """Read GermEval 2026 vio: every propensity/call-to-violence row as threat, plus NEGATIVES sampled 'nothing' rows."""
-    threats, others = [], []
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=";")
-        if not {"description", "vio"} <= set(reader.fieldnames or ()):
-            raise DatasetError(f"{path}: line 1: expected columns 'description' and 'vio'")
-        for row in reader:
-            text = re.sub(r"\s+", " ", row["description"] or "").strip()
-            label = (row["vio"] or "").strip()
-            if not text:
-                continue
-            if label in GERMEVAL_VIO_THREAT_LABELS:
-                threats.append(text)
-            elif label == "nothing":
-                others.append(text)
-    # Support and glorification of violence are not threats to a person, but not clean negatives either: left out.
-    others = random.Random(seed).sample(others, min(negatives, len(others)))
-    texts = threats + others
-    threat = np.array([1] * len(threats) + [0] * len(others), dtype=np.int8)
-    return LabelledTexts(
-        texts=texts,
-        # Most of this set is hostile to groups, not to a person; it is used for the threat head only.
-        labels={"threat": threat},
-        groups=[f"germeval:{i}" for i in range(len(texts))],
-        source="germeval2026-vio",
-    )
-
-
-def records_as_labelled(records: Sequence, source: str) -> LabelledTexts:
-    """Turn `monitor.datasets.LabelledText` records into LabelledTexts; a None (unknown) label becomes MASKED."""
-    categories = ("aggression", "threat")
+    A record without a group is its own group; the records' strata (IMSyPP's type) stratify the cross-validation.
+    """
     return LabelledTexts(
         texts=[record.text for record in records],
         labels={
@@ -133,6 +70,7 @@ def records_as_labelled(records: Sequence, source: str) -> LabelledTexts:
         },
         groups=[record.group or f"{source}:{index}" for index, record in enumerate(records)],
         source=source,
+        strata=[record.stratum or "" for record in records] if any(r.stratum for r in records) else [],
     )
 
 
@@ -334,49 +272,6 @@ def as_hidden_layer(head: LogisticHead | MLPHead, width: int) -> tuple[np.ndarra
     )
 
 
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Return the area under the precision-recall curve (average precision)."""
-    from sklearn.metrics import average_precision_score
-
-    return float(average_precision_score(labels, scores))
-
-
-def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Return precision, recall, F1 and PR-AUC for the positive class, and macro-F1 over both classes."""
-    from sklearn.metrics import f1_score, precision_recall_fscore_support
-
-    labels = np.asarray(labels)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
-    return {
-        "precision": round(float(precision), 4),
-        "recall": round(float(recall), 4),
-        "f1": round(float(f1), 4),
-        "macro_f1": round(float(f1_score(labels, predicted, average="macro", zero_division=0)), 4),
-        "pr_auc": round(average_precision(labels, probabilities), 4),
-        "positives": int(labels.sum()),
-        "rows": len(labels),
-    }
-
-
-def alarm_rates(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Return the recall on positives and the false-alarm rate on negatives at THRESHOLD."""
-    labels = np.asarray(labels).astype(bool)
-    flagged = np.asarray(probabilities) >= threshold
-    return {
-        "recall": round(float(flagged[labels].mean()), 4) if labels.any() else None,
-        "false_alarm_rate": round(float(flagged[~labels].mean()), 4) if (~labels).any() else None,
-        "positives": int(labels.sum()),
-        "negatives": int((~labels).sum()),
-    }
-
-
-def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray, step: float = 0.05) -> float:
-    """Return the threshold on a STEP grid that gives the highest macro-F1."""
-    grid = np.round(np.arange(step, 1.0, step), 4)
-    return float(max(grid, key=lambda t: binary_metrics(labels, probabilities, t)["macro_f1"]))
-
-
 def write_artifact(out_dir: Path, heads: dict[str, LogisticHead | MLPHead], card: dict) -> None:
     """Write head.npz and model.json for HEADS (in the order of card['categories']) into OUT_DIR.
 
@@ -413,6 +308,16 @@ def templates_as_labelled(templates: Sequence) -> LabelledTexts:
         source="threat-templates",
         strata=[t.family for t in templates],
     )
+
+
+def imsypp_folds(strata: Sequence[str], folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return the (train, test) row indices of the heads' cross-validation: stratified by STRATA, shuffled by SEED.
+
+    scripts/train_classifier.py --cv-split head reuses them, so that a fine-tuned model compares fold by fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(strata), 1)), strata))
 
 
 @dataclass
@@ -466,8 +371,6 @@ def train_and_evaluate(
     (one ReLU layer of HIDDEN units). THREAT_POSITIVE_WEIGHT multiplies the weight of threat positives on top of
     the class balancing.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     train_templates = templates_as_labelled([t for t in templates if t.split == "train"])
     eval_templates = templates_as_labelled([t for t in templates if t.split == "eval"])
     log(f"embedding {len(imsypp)} IMSyPP rows")
@@ -515,15 +418,15 @@ def train_and_evaluate(
     def fit_heads(rows: np.ndarray) -> dict[str, LogisticHead | MLPHead]:
         return {category: fit_head(category, parts) for category, parts in parts_for(rows).items()}
 
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     held_out = {category: np.zeros(len(imsypp)) for category in ("aggression", "threat")}
     fold_reports = []
-    for fold, (train_rows, test_rows) in enumerate(splitter.split(imsypp.texts, imsypp.strata), start=1):
+    for fold, (train_rows, test_rows) in enumerate(imsypp_folds(imsypp.strata, folds, seed), start=1):
         heads = fit_heads(train_rows)
         for category, head in heads.items():
             held_out[category][test_rows] = head.predict(imsypp_vectors[test_rows])
-        aggression = binary_metrics(imsypp.labels["aggression"][test_rows], held_out["aggression"][test_rows])
-        templates_threat = alarm_rates(eval_templates.labels["threat"], heads["threat"].predict(eval_template_vectors))
+        aggression = category_report(imsypp.labels["aggression"][test_rows], held_out["aggression"][test_rows])
+        fold_threat = heads["threat"].predict(eval_template_vectors)
+        templates_threat = alarm_rates(eval_templates.labels["threat"], fold_threat, 0.5)
         fold_reports.append(
             {
                 "fold": fold,
@@ -591,11 +494,11 @@ def train_and_evaluate(
             "macro_f1_per_fold": [f["aggression"]["macro_f1"] for f in fold_reports],
             "macro_f1_mean": round(float(np.mean([f["aggression"]["macro_f1"] for f in fold_reports])), 4),
             "macro_f1_std": round(float(np.std([f["aggression"]["macro_f1"] for f in fold_reports])), 4),
-            "pooled": binary_metrics(imsypp.labels["aggression"], held_out["aggression"]),
+            "pooled": category_report(imsypp.labels["aggression"], held_out["aggression"]),
         },
         "threat_cv_imsypp": {
-            "pooled": binary_metrics(imsypp.labels["threat"], held_out["threat"]),
-            "violent_recall": alarm_rates(imsypp.labels["threat"], held_out["threat"])["recall"],
+            "pooled": category_report(imsypp.labels["threat"], held_out["threat"]),
+            "violent_recall": alarm_rates(imsypp.labels["threat"], held_out["threat"], 0.5)["recall"],
             "false_alarm_rate_non_violent": round(float((held_out["threat"][non_violent] >= 0.5).mean()), 4),
             "false_alarm_rate_offensive": round(
                 float((held_out["threat"][np.array(imsypp.strata) == "2. offensive"] >= 0.5).mean()), 4
@@ -620,7 +523,7 @@ def train_and_evaluate(
         "C": {category: head.C for category, head in heads.items()},
         "head_kind": head_kind,
         "recommended_thresholds": {
-            "aggression": best_f1_threshold(imsypp.labels["aggression"], held_out["aggression"]),
+            "aggression": best_macro_f1_threshold(imsypp.labels["aggression"], held_out["aggression"]),
             "threat": recommended_threat,
         },
     }
@@ -642,7 +545,9 @@ def _template_report(eval_templates: LabelledTexts, vectors: np.ndarray, heads: 
             "mean_threat_probability": round(float(threat[rows].mean()), 4),
         }
     return {
-        **alarm_rates(eval_templates.labels["threat"], threat),
-        "pr_auc": round(average_precision(eval_templates.labels["threat"], threat), 4),
+        **alarm_rates(eval_templates.labels["threat"], threat, 0.5),
+        "positives": int(eval_templates.labels["threat"].sum()),
+        "negatives": int((eval_templates.labels["threat"] == 0).sum()),
+        "average_precision": average_precision(eval_templates.labels["threat"], threat),
         "per_family": per_family,
     }
