@@ -2,7 +2,7 @@
 
 Human labels are stored in `reviews`, one row per decision, apart from the model's `scores`; a later decision adds
 a row and never erases an earlier one. The newest row gives the mention's status; a mention without one is new.
-`monitor.datasets.read_reviews` reads the newest decision's labels for training, so staff work improves the model.
+`monitor.training.datasets.read_reviews` reads the newest decision's labels for training, so staff work improves the model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from .datasets import CATEGORIES
+from .categories import CATEGORIES
 from .db import audit, counting_score_id, utcnow, write_transaction
 from .digests import day_bounds
 from .users import User

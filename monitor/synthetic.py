@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from .categories import CATEGORIES
 from .db import open_db
 
 ROLES = ("burgemeester", "wethouder", "raadslid", "gedeputeerde", "statenlid", "dijkgraaf", "heemraad")
@@ -37,7 +38,6 @@ TEXTS = (
     ("{h} jij kankerlijer, rot op uit het stadhuis", 0.95, 0.08),
     ("{h} de windmolens komen er niet, dat beloof ik je. Desnoods met geweld", 0.9, 0.7),
 )
-CATEGORIES = ("aggression", "threat", "insult", "identity_attack")
 PLATFORMS = ("x", "mastodon", "bluesky")
 
 

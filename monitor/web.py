@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from . import __version__
-from .datasets import CATEGORIES
+from .categories import CATEGORIES
 from .db import open_db
 from .evidence import EvidenceError, build_evidence_pack
 from .rendering import render

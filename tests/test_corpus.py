@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from monitor.corpus import (
+from monitor.training.corpus import (
     HARD_NEGATIVE_PHENOMENA,
     PHENOMENA,
     agreement,
@@ -15,7 +15,7 @@ from monitor.corpus import (
     read_family,
     split_overlaps,
 )
-from monitor.datasets import DatasetError, dataset_part, read_dataset
+from monitor.training.datasets import DatasetError, dataset_part, read_dataset
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_corpus_files_have_no_fields_beyond_the_documented_ones():
 
 
 def test_the_second_pass_covers_at_least_1000_messages_and_its_agreement_is_reported():
-    from monitor.corpus import second_pass_agreement
+    from monitor.training.corpus import second_pass_agreement
 
     [report] = second_pass_agreement().values()
     assert report["items"] >= 1_000

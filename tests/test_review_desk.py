@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor.datasets import read_reviews
+from monitor.training.datasets import read_reviews
 from monitor.db import open_db
 from monitor.settings import load_settings
 from monitor.users import disable_user, set_password

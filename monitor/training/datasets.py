@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-CATEGORIES = ("aggression", "threat", "insult", "identity_attack")
+from ..categories import CATEGORIES
 
 Label = int | None
 
@@ -705,7 +705,7 @@ def read_threat_templates(path: Path | str) -> list[LabelledText]:
 
 
 def read_corpus(path: Path | str) -> list[LabelledText]:
-    """Read Weerbaar's own corpus: 'train' or 'eval' of models/corpus/, or a folder of family files (monitor/corpus.py)."""
+    """Read Weerbaar's own corpus: 'train' or 'eval' of models/corpus/, or a folder of family files (monitor/training/corpus.py)."""
     from .corpus import read_corpus_dataset
 
     return read_corpus_dataset(path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import CATEGORIES, LabelledText
-from .normalisation import VERSION as NORMALISATION_VERSION
+from ..normalisation import VERSION as NORMALISATION_VERSION
 
 CHECKPOINT_HEAD = "head.pt"
 CHECKPOINT_CARD = "finetune.json"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .datasets import CATEGORIES, DatasetError, LabelledText
 
-CORPUS_DIR = Path(__file__).resolve().parent.parent / "models" / "corpus"
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "models" / "corpus"
 SPLITS = ("train", "eval")
 TARGETS = ("official", "person", "group", "none")
 REGISTERS = ("formal", "informal", "street", "youth", "flemish", "regional", "typos", "english_mix")
