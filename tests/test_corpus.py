@@ -123,3 +123,13 @@ def test_the_second_pass_covers_at_least_1000_messages_and_its_agreement_is_repo
     assert report["items"] >= 1_000
     assert set(report["kappa"]) == {"aggression", "threat", "insult", "identity_attack"}
     assert all(-1.0 <= kappa <= 1.0 for kappa in report["kappa"].values())
+
+
+def test_every_held_out_phenomenon_is_reported_when_a_classifier_is_scored_on_it():
+    from monitor.training.corpus import evaluate_phenomena
+    from tests.fakes.classifiers import KeywordClassifier
+
+    report = evaluate_phenomena(KeywordClassifier(), {"aggression": 0.5, "threat": 0.5}, "eval")
+    assert set(report) == set(PHENOMENA)
+    # The keyword stand-in flags "maak je af": some direct threats, never a neutral mention.
+    assert report["threat_direct"]["threat_recall"] > 0 and report["neutral_mention"]["threat_false_alarms"] == 0

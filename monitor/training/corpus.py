@@ -236,3 +236,10 @@ def second_pass_agreement(root: Path = CORPUS_DIR) -> dict[str, dict]:
     written = {m.id: dict(m.labels, target=m.target) for split in SPLITS for m in read_corpus(split, root)}
     return {path.stem: agreement(written, read_second_pass(path))
             for path in sorted((root / "second_pass").glob("*.jsonl"))}
+
+
+def evaluate_phenomena(classifier, thresholds: Mapping[str, float], split: str = "eval",
+                       root: Path = CORPUS_DIR) -> dict[str, dict]:
+    """Score SPLIT of the corpus with CLASSIFIER and return phenomenon_report at THRESHOLDS."""
+    messages = read_corpus(split, root)
+    return phenomenon_report(messages, classifier.score([m.text for m in messages]), thresholds)

@@ -57,6 +57,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="false-alarm rate the alarm threshold is set at (default 0.05)",
     )
     parser.add_argument("--calibrate-on", metavar="FORMAT:PATH", help="the --data set the alarm threshold is chosen on")
+    parser.add_argument("--phenomena", choices=("train", "eval"), metavar="SPLIT",
+                        help="also report per phenomenon on a split of the team's corpus (eval: the held-out families)")
     parser.add_argument("--limit", type=int, help="use only the first N rows of each dataset (a quick check)")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     arguments = parser.parse_args(argv)
@@ -109,6 +111,16 @@ def print_table(report: dict) -> None:
             print(f"  {functionality:<40} {result['passed']:>4}/{result['cases']:<4} {result['pass_rate']:.3f}")
 
 
+def print_phenomena(phenomena: dict) -> None:
+    """Print the per-phenomenon table: recall on positive families, false alarms on hard negatives."""
+    columns = {"threat_recall": "threat R", "insult_recall": "insult R", "identity_attack_recall": "identity R",
+               "aggression_recall": "aggr R", "aggression_false_alarms": "aggr FA", "threat_false_alarms": "threat FA"}
+    print(f"corpus {phenomena['split']} families, per phenomenon (each message by its own labels)")
+    print(f"{'phenomenon':<24}{'messages':>9}" + "".join(f"{name:>11}" for name in columns.values()))
+    for phenomenon, entry in phenomena["results"].items():
+        print(f"{phenomenon:<24}{entry['messages']:>9}" + "".join(f"{_format(entry.get(c)):>11}" for c in columns))
+
+
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -158,8 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         false_alarm_rate=arguments.false_alarm_rate,
         calibrate_on=arguments.calibrate_on,
     )
+    if arguments.phenomena:
+        from ..corpus import evaluate_phenomena
+
+        report["phenomena"] = {"split": arguments.phenomena,
+                               "results": evaluate_phenomena(classifier, thresholds, arguments.phenomena)}
     report["command"] = ["scripts/evaluate_classifier.py", *(argv if argv is not None else sys.argv[1:])]
     print_table(report)
+    if "phenomena" in report:
+        print_phenomena(report["phenomena"])
     if arguments.out:
         _write_atomically(arguments.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {arguments.out}", file=sys.stderr)
