@@ -407,3 +407,38 @@ def test_a_part_of_a_dataset_is_disjoint_covering_stable_and_keeps_groups_togeth
 def test_a_part_out_of_range_is_refused(part):
     with pytest.raises(DatasetError, match="#part=K/N"):
         read_dataset(f"imsypp:{FIXTURES / 'imsypp.csv'}#part={part}")
+
+
+def test_the_imsypp_relabels_hold_only_row_ids_and_labels_and_follow_the_guidelines():
+    import csv
+
+    from monitor.training.datasets import IMSYPP_RELABELS
+
+    with IMSYPP_RELABELS.open(encoding="utf-8") as lines:
+        rows = list(csv.DictReader(lines))
+    # Third-party text never enters the repository: ids and our labels only.
+    assert set(rows[0]) == {"row", "aggression", "threat", "insult", "identity_attack", "target"}
+    assert len(rows) >= 500 and all(row["row"].isdigit() for row in rows)
+    for row in rows:
+        labels = {c: int(row[c]) for c in ("aggression", "threat", "insult", "identity_attack")}
+        assert set(labels.values()) <= {0, 1} and row["target"] in {"official", "person", "group", "none"}
+        assert labels["aggression"] or not any(labels.values())
+        assert not (row["target"] == "group" and labels["identity_attack"] and labels["insult"])
+
+
+def test_relabelled_imsypp_takes_our_threat_and_insult_labels_and_keeps_its_aggression(tmp_path):
+    from monitor.training.datasets import read_imsypp, read_imsypp_relabelled
+
+    data = tmp_path / "imsypp.csv"
+    data.write_text("row,doc,type,target\n7,Ik weet waar je woont,3. violent,12. other\n"
+                    "8,Wat een slecht plan,2. offensive,10. politics\n9,Mooi zo,0. appropriate,\n", encoding="utf-8")
+    relabels = tmp_path / "relabels.csv"
+    relabels.write_text("row,aggression,threat,insult,identity_attack,target\n7,1,1,0,0,person\n"
+                        "8,0,0,0,0,none\n", encoding="utf-8")
+    theirs = read_imsypp(data)
+    ours = read_imsypp_relabelled(data, relabels)
+    assert theirs[0].labels["insult"] is None and ours[0].labels == {"aggression": 1, "threat": 1, "insult": 0,
+                                                                     "identity_attack": 0}
+    # Aggression stays IMSyPP's (the evaluation definition); the other categories follow our labels.
+    assert ours[1].labels == {"aggression": 1, "threat": 0, "insult": 0, "identity_attack": 0}
+    assert ours[2].labels == theirs[2].labels

@@ -704,6 +704,30 @@ def read_threat_templates(path: Path | str) -> list[LabelledText]:
     return template_records(generate_templates(int(seed or 0), 60, splits[split]))
 
 
+IMSYPP_RELABELS = Path(__file__).resolve().parents[2] / "models" / "corpus" / "relabels" / "imsypp-nl.csv"
+
+
+def read_imsypp_relabelled(path: Path | str, relabels: Path = IMSYPP_RELABELS) -> list[LabelledText]:
+    """Read IMSyPP-NL with the team's own labels on its offensive and violent rows (models/corpus/relabels/).
+
+    The team labelled those rows by models/GUIDELINES.md (which "violent" rows are threats at a person, which
+    "offensive" rows insult one). Threat, insult and identity attack come from there; aggression stays IMSyPP's
+    ("offensive or violent"), the definition the evaluation of real posts uses (models/LABELS.md).
+    """
+    ours = {}
+    for line, row in _delimited_rows(Path(relabels), ",", ("row", *CATEGORIES, "target")):
+        try:
+            ours[row["row"].strip()] = {c: int(row[c]) for c in CATEGORIES if c != "aggression"}
+        except ValueError:
+            raise _error(relabels, line, "labels", "expected 0 or 1 in every category column") from None
+    records = read_imsypp(path)
+    for record in records:
+        relabel = ours.get(record.group.removeprefix("imsypp:"))
+        if relabel is not None and record.labels["aggression"] == 1:
+            record.labels.update(relabel)
+    return records
+
+
 def read_corpus(path: Path | str) -> list[LabelledText]:
     """Read Weerbaar's own corpus: 'train' or 'eval' of models/corpus/, or a folder of family files (monitor/training/corpus.py)."""
     from .corpus import read_corpus_dataset
@@ -730,6 +754,7 @@ READERS: dict[str, Callable[[Path], list[LabelledText]]] = {
     "reviews": read_reviews,
     "threat-templates": read_threat_templates,
     "corpus": read_corpus,
+    "imsypp-ours": read_imsypp_relabelled,
 }
 
 
