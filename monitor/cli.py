@@ -549,3 +549,7 @@ def demo(ctx: click.Context) -> None:
 def main() -> None:
     """Run the CLI."""
     cli()
+
+
+# Researchers' commands (export, annotations, report, browse) register themselves on `cli`.
+from . import cli_research  # noqa: E402,F401
