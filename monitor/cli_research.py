@@ -196,3 +196,70 @@ def annotations_agreement(obj: Context, as_json: bool, disagreements: int) -> No
     for item in listed:
         given = "; ".join(f"{a}: {', '.join(labels) or 'none'}" for a, labels in item["labels"].items())
         click.echo(f"  {item['item']} on {', '.join(item['categories'])}: {given}")
+
+
+@cli.command()
+@click.option("--from", "since", required=True, type=DAY, help="First local day (YYYY-MM-DD).")
+@click.option("--to", "until", required=True, type=DAY, help="Last local day, included.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The report file.")
+@click.option("--format", "fmt", type=click.Choice(["html", "pdf"]), default="html", show_default=True)
+@click.pass_obj
+def report(obj: Context, since, until, output: str, fmt: str) -> None:
+    """Write a Monitor-style report: shares of monitored officials who received aggression and threats.
+
+    By body type, role, platform and category, with a monthly trend and the coverage per source. Cells of fewer than
+    5 officials are suppressed; no names, handles or texts. A CSV of every table is written beside the report.
+
+    Example:
+
+    \b
+        weerbaar report --from 2026-01-01 --to 2026-06-30 -o var/reports/2026-h1.html
+        weerbaar report --from 2026-01-01 --to 2026-06-30 -o var/reports/2026-h1.pdf --format pdf
+    """
+    from .reports import build_report, write_report
+
+    if until < since:
+        _fail(f"--to {until.date()} is before --from {since.date()}")
+    built = build_report(obj.db, obj.settings, since.date(), until.date(), _current_model(obj.settings))
+    try:
+        paths = write_report(built, output, fmt)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    click.echo(f"Report for {since.date()} to {until.date()}: {paths[0]}")
+    click.echo(f"  and {len(paths) - 1} CSV table(s) beside it")
+
+
+@cli.command()
+@click.argument("export_dir", type=click.Path(exists=True))
+@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--no-serve", is_flag=True, help="Only build the browse database and print how to serve it.")
+@click.pass_obj
+def browse(obj: Context, export_dir: str, port: int, no_serve: bool) -> None:
+    """Open an export read-only in Datasette, with table and column descriptions and canned queries.
+
+    The export is loaded into EXPORT_DIR/browse.db and served immutable on 127.0.0.1; the live database is never
+    served this way. Needs Datasette: pip install 'weerbaar[research]'.
+
+    Example:
+
+    \b
+        weerbaar browse var/exports/2026-11
+    """
+    import subprocess
+
+    from .browsing import BrowseError, build_browse_database, datasette_command
+
+    try:
+        database, metadata = build_browse_database(export_dir, obj.settings.db_path)
+    except BrowseError as exc:
+        _fail(str(exc))
+    command = datasette_command(database, metadata, port)
+    if no_serve:
+        click.echo(" ".join(command))
+        return
+    try:
+        import datasette  # noqa: F401
+    except ImportError:
+        _fail("browsing needs Datasette: pip install 'weerbaar[research]'")
+    click.echo(f"Serving {database} read-only on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    subprocess.run(command, check=False)
