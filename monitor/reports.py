@@ -10,6 +10,9 @@ handles or texts. Small cells are suppressed:
   relation may not hold exactly one suppressed cell, or the total would give it away; the smallest other cell is
   suppressed too (shown as "x"), until every relation has none or at least two;
 - a share is shown only when both its counts are.
+
+Each relation is checked on its own; a combination of relations (nested totals) can still bound a hidden cell, so
+the report is an aggregate for publication review, not a guarantee against every attack.
 """
 
 from __future__ import annotations
@@ -88,11 +91,9 @@ def suppress(cells: Cells, complements: dict[tuple, tuple]) -> None:
             shown = [k for k in keys if k not in cells.suppressed]
             if not shown:
                 continue
-            smallest = min(shown, key=lambda k: (cells.counts.get(k, 0), k != total, str(k)))
+            smallest = min(shown, key=lambda k: (cells.counts.get(k, 0), k == total, str(k)))  # a member before a total
             cells.suppressed[smallest] = SECONDARY
             changed = True
-        # A share is derivable from a shown count and a shown share, so a hidden base hides its counts' shares:
-        # that holds already (share() checks both). Nothing more to propagate.
 
 
 @dataclass
