@@ -11,8 +11,13 @@ Collection: mentions stored per second from fake X, Mastodon and Bluesky servers
 shaped like each API) holding --collect-posts posts, with the free classifier so that collection itself is measured,
 against the file source reading the same number of posts from disk.
 
+Exports and the report (--export-mentions N, --report-mentions N; only these run then): seconds for
+`weerbaar export` (JSONL and Parquet) and `weerbaar report` on a generated database of N mentions
+(monitor/synthetic.py), against reading every mention's text and writing it unmasked as JSONL (the floor).
+
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
         [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
+    .venv/bin/python scripts/benchmark.py --export-mentions 1000000 --report-mentions 1000000
 """
 
 from __future__ import annotations
@@ -154,6 +159,51 @@ def collection_rate(platform: str, n: int, workdir: Path) -> float:
     return run.new / elapsed
 
 
+def research_timings(export_mentions: int, report_mentions: int, workdir: Path) -> None:
+    """Print seconds for exports and the report on generated databases, against an unmasked JSONL dump."""
+    import datetime as dt
+
+    from monitor.exports import ExportFilters, Sampling, export_dataset
+    from monitor.reports import build_report, write_report
+    from monitor.synthetic import SyntheticSpec, generate_database
+
+    settings = load_settings(REPO / "config" / "weerbaar.toml")
+    key = b"benchmark-key-of-enough-length"
+    model = ("weerbaar-onnx", "synthetic")
+    databases: dict[int, Path] = {}
+    for n in sorted({m for m in (export_mentions, report_mentions) if m}):
+        path = workdir / f"synthetic-{n}.db"
+        start = time.perf_counter()
+        generate_database(path, SyntheticSpec(mentions=n))
+        print(f"synthetic database:             {time.perf_counter() - start:8.1f} s to generate {n} mentions")
+        databases[n] = path
+    if export_mentions:
+        db = open_db(databases[export_mentions])
+        start = time.perf_counter()
+        with (workdir / "floor.jsonl").open("w", encoding="utf-8") as out:
+            for row in db.execute("SELECT id, platform, created_at, text FROM mentions ORDER BY id"):
+                out.write(json.dumps({"id": row[0], "platform": row[1], "created_at": row[2], "text": row[3]},
+                                     ensure_ascii=False) + "\n")
+        floor = time.perf_counter() - start
+        print(f"export, unmasked JSONL dump:    {floor:8.1f} s ({export_mentions} mentions, reference)")
+        for fmt in ("jsonl", "parquet"):
+            start = time.perf_counter()
+            result = export_dataset(db, workdir / f"export-{fmt}", settings, key, fmt, ExportFilters(), Sampling(),
+                                    model)
+            elapsed = time.perf_counter() - start
+            print(f"export, weerbaar export {fmt + ':':<8}{elapsed:8.1f} s ({result.rows} mentions; "
+                  f"{elapsed / floor:.1f}x the dump)")
+        db.close()
+    if report_mentions:
+        db = open_db(databases[report_mentions])
+        spec = SyntheticSpec()
+        start = time.perf_counter()
+        report = build_report(db, settings, spec.end - dt.timedelta(days=spec.days - 1), spec.end, model)
+        write_report(report, workdir / "report" / "report.html")
+        print(f"report, weerbaar report html:   {time.perf_counter() - start:8.1f} s ({report_mentions} mentions)")
+        db.close()
+
+
 def main() -> None:
     """Run the benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -168,7 +218,15 @@ def main() -> None:
     parser.add_argument("--model", help="classifier backend to measure instead of the settings' default")
     parser.add_argument("--model-path", type=Path, help="model folder for --model")
     parser.add_argument("--scoring-only", action="store_true", help="measure scoring only, not pipeline or collection")
+    parser.add_argument("--export-mentions", type=int, default=0, metavar="N",
+                        help="time `weerbaar export` on a generated database of N mentions (only research timings run)")
+    parser.add_argument("--report-mentions", type=int, default=0, metavar="N",
+                        help="time `weerbaar report` on a generated database of N mentions (only research timings run)")
     args = parser.parse_args()
+    if args.export_mentions or args.report_mentions:
+        with tempfile.TemporaryDirectory() as tmp:
+            research_timings(args.export_mentions, args.report_mentions, Path(tmp))
+        return
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake servers' request log
 
     settings = load_settings(REPO / "config" / "weerbaar.toml")
