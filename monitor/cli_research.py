@@ -60,9 +60,11 @@ def filter_options(command):
 @click.option("--seed", type=int, default=0, show_default=True, help="Makes the sample repeatable.")
 @click.option("--with-body", is_flag=True, help="Also export the body's name (with a role it can identify one person).")
 @click.option("--with-time", is_flag=True, help="Also export the local posting time to the minute.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes that build the rows of a large export (2 on two idle cores is about twice as fast).")
 @click.pass_obj
 def export(obj: Context, out_dir: str, fmt: str, since, until, body_type, platform, category, reviewed_only,
-           sample, sampling, seed, with_body, with_time) -> None:
+           sample, sampling, seed, with_body, with_time, workers) -> None:
     """Write a pseudonymised, labelled export with a datasheet and a manifest of SHA-256 sums.
 
     Needs WEERBAAR_PSEUDONYM_KEY (at least 16 characters); without it nothing is written. Authors, officials and
@@ -81,7 +83,7 @@ def export(obj: Context, out_dir: str, fmt: str, since, until, body_type, platfo
     filters = _filters(since, until, body_type, platform, category, reviewed_only)
     try:
         result = export_dataset(obj.db, out_dir, obj.settings, key, fmt, filters, Sampling(sample, sampling, seed),
-                                _current_model(obj.settings), with_body, with_time)
+                                _current_model(obj.settings), with_body, with_time, workers)
     except ExportError as exc:
         _fail(str(exc))
     click.echo(f"Exported {result.rows} mention(s) to {result.directory}:")

@@ -8,10 +8,14 @@ consents. Everything is read in one read transaction, so a withdrawal committed 
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
+import multiprocessing
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +43,8 @@ COLUMNS = (
     "labels",
 )
 NESTED = ("targets", "model_labels", "labels")
+PARALLEL_FROM = 20_000  # below this many mentions, starting worker processes costs more than it saves
+CHUNK = 10_000  # mentions a worker builds at a time
 
 
 class ExportError(ValueError):
@@ -89,6 +95,37 @@ class ExportStats:
     labellers: set = field(default_factory=set)
     first_day: str | None = None
     last_day: str | None = None
+
+    def add(self, row: dict) -> None:
+        """Count one exported row."""
+        self.rows += 1
+        day = row["posted_day"]
+        self.first_day = min(self.first_day or day, day)
+        self.last_day = max(self.last_day or day, day)
+        self.months[day[:7]] += 1
+        self.platforms[row["platform"]] += 1
+        for target in row["targets"]:
+            self.body_types[target["body_type"]] += 1
+            self.roles[target["role"]] += 1
+        if row["model"]:
+            self.models[f"{row['model']}@{row['model_version']}"] += 1
+            self.dalc[row["model_dalc_level"]] += 1
+        self.model_labels.update(row["model_labels"] or ["(none)"])
+        if row["labels"]:
+            self.labelled_rows += 1
+        for label in row["labels"]:
+            self.human_labels.update(label["categories"] or ["(none)"])
+            self.labellers.add(label["labeller"])
+
+    def merge(self, other: ExportStats) -> None:
+        """Add the counts of OTHER (a chunk counted elsewhere)."""
+        self.rows += other.rows
+        for name in ("model_labels", "human_labels", "dalc", "platforms", "body_types", "roles", "months", "models"):
+            getattr(self, name).update(getattr(other, name))
+        self.labelled_rows += other.labelled_rows
+        self.labellers |= other.labellers
+        days = [d for d in (self.first_day, self.last_day, other.first_day, other.last_day) if d]
+        self.first_day, self.last_day = (min(days), max(days)) if days else (None, None)
 
 
 @dataclass
@@ -256,12 +293,56 @@ def sample_ids(rows: list[tuple[int, str | None, str | None]], sampling: Samplin
     return sorted(chosen)
 
 
-def mention_rows(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseudonymiser, timezone: str,
-                 model: tuple[str, str] | None, with_body: bool = False, with_time: bool = False) -> Iterator[dict]:
-    """Yield the pseudonymised export row of every mention in IDS, in id order."""
+@dataclass
+class RowBuilder:
+    """What turns a stored mention into its export row; picklable, so that worker processes can build rows too."""
+
+    pseudonyms: Pseudonymiser
+    names: OfficialNames
+    official_entries: dict[int, dict]
+    timezone: str
+    with_time: bool = False
+    local: LocalTimes | None = None
+
+    def row(self, stored: tuple) -> dict:
+        """Return the pseudonymised row of one STORED mention (a tuple from stored_mentions)."""
+        (mention_id, platform, created_at, lang, author_id, author_handle, text, context_text, model_name,
+         model_version, probabilities, model_labels, addressed, labels) = stored
+        if self.local is None:
+            self.local = LocalTimes(self.timezone)
+        day, time = self.local(created_at)
+        scores = json.loads(probabilities) if probabilities else {}
+        model_labels = json.loads(model_labels) if model_labels else []
+        author = author_id or (author_handle or "").lower()
+        pseudonym = self.pseudonyms.pseudonym
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "mention": pseudonym("mention", mention_id),
+            "platform": platform,
+            "posted_day": day,
+            "posted_time": time if self.with_time else None,
+            "lang": lang,
+            "author": pseudonym("author", f"{platform}:{author}") if author else None,
+            "text": mask_text(text, self.names, addressed),
+            "context_text": mask_text(context_text, self.names, addressed) if context_text else None,
+            "targets": [self.official_entries[o] for o in addressed],
+            "model": model_name,
+            "model_version": model_version,
+            **{f"score_{c}": scores.get(c) for c in CATEGORIES},
+            "model_labels": model_labels,
+            "model_dalc_level": dalc_level(model_labels) if model_name else None,
+            "labels": labels,
+        }
+
+
+def stored_mentions(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseudonymiser, timezone: str,
+                    model: tuple[str, str] | None, with_body: bool = False,
+                    with_time: bool = False) -> tuple[RowBuilder, Iterator[tuple]]:
+    """Return a RowBuilder and the stored mentions in IDS (id order), each with its consenting targets and labels.
+
+    The iterator reads the database lazily: consume it inside the caller's read transaction.
+    """
     officials = consenting_officials(db)
-    names = official_names(db)
-    local = LocalTimes(timezone)
     context = has_column(db, "mentions", "context_text")
     db.execute("DROP TABLE IF EXISTS temp.export_selection")
     db.execute("CREATE TEMP TABLE export_selection (mention_id INTEGER PRIMARY KEY)")
@@ -274,48 +355,37 @@ def mention_rows(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseudony
         if official_id in officials:
             targets.setdefault(mention_id, []).append(official_id)
     labels = human_labels(db, pseudonyms)
-    official_entries = {
+    builder = RowBuilder(pseudonyms, official_names(db), {
         official_id: {"official": pseudonyms.pseudonym("official", official_id), "role": o["role"],
                       "body_type": o["body_type"], "body_name": o["body_name"] if with_body else None}
         for official_id, o in officials.items()
-    }
-    cursor = db.execute(
-        f"""SELECT m.id, m.platform, m.created_at, m.lang, m.author_id, m.author_handle, m.text,
-                   {'m.context_text' if context else 'NULL'}, s.model, s.model_version, s.probabilities, s.labels
-            FROM temp.export_selection e JOIN mentions m ON m.id = e.mention_id
-            LEFT JOIN scores s ON s.id = {counting_score_id()}
-            ORDER BY m.id""",
-        {"model": model and model[0], "model_version": model and model[1]},
-    )
-    for (mention_id, platform, created_at, lang, author_id, author_handle, text, context_text, model_name,
-         model_version, probabilities, model_labels) in cursor:
-        addressed = targets.get(mention_id)
-        if not addressed:
-            continue  # its last consenting official withdrew while the ids were chosen
-        day, time = local(created_at)
-        scores = json.loads(probabilities) if probabilities else {}
-        model_labels = json.loads(model_labels) if model_labels else []
-        author = author_id or (author_handle or "").lower()
-        row = {
-            "schema_version": SCHEMA_VERSION,
-            "mention": pseudonyms.pseudonym("mention", mention_id),
-            "platform": platform,
-            "posted_day": day,
-            "posted_time": time if with_time else None,
-            "lang": lang,
-            "author": pseudonyms.pseudonym("author", f"{platform}:{author}") if author else None,
-            "text": mask_text(text, names, addressed),
-            "context_text": mask_text(context_text, names, addressed) if context_text else None,
-            "targets": [official_entries[o] for o in addressed],
-            "model": model_name,
-            "model_version": model_version,
-            **{f"score_{c}": scores.get(c) for c in CATEGORIES},
-            "model_labels": model_labels,
-            "model_dalc_level": dalc_level(model_labels) if model_name else None,
-            "labels": labels.get(mention_id, []),
-        }
-        yield row
-    db.execute("DROP TABLE IF EXISTS temp.export_selection")
+    }, timezone, with_time)
+
+    def read() -> Iterator[tuple]:
+        cursor = db.execute(
+            f"""SELECT m.id, m.platform, m.created_at, m.lang, m.author_id, m.author_handle, m.text,
+                       {'m.context_text' if context else 'NULL'}, s.model, s.model_version, s.probabilities,
+                       s.labels
+                FROM temp.export_selection e JOIN mentions m ON m.id = e.mention_id
+                LEFT JOIN scores s ON s.id = {counting_score_id()}
+                ORDER BY m.id""",
+            {"model": model and model[0], "model_version": model and model[1]},
+        )
+        for stored in cursor:
+            addressed = targets.get(stored[0])
+            if addressed:  # else its last consenting official withdrew while the ids were chosen
+                yield (*stored, addressed, labels.get(stored[0], []))
+        db.execute("DROP TABLE IF EXISTS temp.export_selection")
+
+    return builder, read()
+
+
+def mention_rows(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseudonymiser, timezone: str,
+                 model: tuple[str, str] | None, with_body: bool = False, with_time: bool = False) -> Iterator[dict]:
+    """Yield the pseudonymised export row of every mention in IDS, in id order."""
+    builder, stored = stored_mentions(db, ids, pseudonyms, timezone, model, with_body, with_time)
+    for mention in stored:
+        yield builder.row(mention)
 
 
 def human_labels(db: sqlite_utils.Database, pseudonyms: Pseudonymiser) -> dict[int, list[dict]]:
@@ -345,18 +415,22 @@ def human_labels(db: sqlite_utils.Database, pseudonyms: Pseudonymiser) -> dict[i
 # -- writers --------------------------------------------------------------------------------------------------------
 
 
-def _write_jsonl(path: Path, rows: Iterator[dict]) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _jsonl_chunk(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def _write_csv(path: Path, rows: Iterator[dict]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            writer.writerow([json.dumps(row[c], ensure_ascii=False) if c in NESTED else row[c] for c in COLUMNS])
+def _csv_chunk(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow([json.dumps(row[c], ensure_ascii=False) if c in NESTED else row[c] for c in COLUMNS])
+    return buffer.getvalue()
+
+
+def _parquet_chunk(rows: list[dict]):
+    import pyarrow as pa
+
+    return pa.Table.from_pylist(rows, schema=parquet_schema())
 
 
 def parquet_schema():
@@ -374,27 +448,85 @@ def parquet_schema():
                      metadata={"weerbaar_schema_version": SCHEMA_VERSION})
 
 
-def _write_parquet(path: Path, rows: Iterator[dict], batch: int = 50_000) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ExportError("Parquet needs pyarrow: pip install 'weerbaar[research]'") from None
-    schema = parquet_schema()
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        chunk: list[dict] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) == batch:
-                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-                chunk = []
-        if chunk:
-            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
-
-
-WRITERS: dict[str, Callable[[Path, Iterator[dict]], None]] = {
-    "jsonl": _write_jsonl, "csv": _write_csv, "parquet": _write_parquet,
+ENCODERS: dict[str, Callable[[list[dict]], object]] = {
+    "jsonl": _jsonl_chunk, "csv": _csv_chunk, "parquet": _parquet_chunk,
 }
+
+
+@contextlib.contextmanager
+def _sink(path: Path, fmt: str) -> Iterator[Callable[[object], None]]:
+    """Open PATH for FMT and yield a function that writes one encoded chunk."""
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ExportError("Parquet needs pyarrow: pip install 'weerbaar[research]'") from None
+        with pq.ParquetWriter(path, parquet_schema(), compression="zstd") as writer:
+            yield writer.write_table
+        return
+    with path.open("w", encoding="utf-8", newline="") as out:
+        if fmt == "csv":
+            csv.writer(out).writerow(COLUMNS)
+        yield out.write
+
+
+# A worker process's builder and format, set once by _start_worker.
+_WORKER: dict = {}
+
+
+def _start_worker(builder: RowBuilder, fmt: str) -> None:
+    _WORKER.update(builder=builder, fmt=fmt)
+
+
+def _encode_chunk(stored: list[tuple]) -> tuple[object, ExportStats]:
+    """Build, count and encode one chunk of stored mentions (in a worker process, or inline)."""
+    builder, stats = _WORKER["builder"], ExportStats()
+    rows = [builder.row(mention) for mention in stored]
+    for row in rows:
+        stats.add(row)
+    return ENCODERS[_WORKER["fmt"]](rows), stats
+
+
+def _chunks(items: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_mentions(path: Path, fmt: str, builder: RowBuilder, stored: Iterator[tuple], stats: ExportStats,
+                   workers: int = 1, chunk: int | None = None) -> None:
+    """Write the rows of STORED mentions to PATH in FMT, building them in WORKERS processes; count into STATS.
+
+    The database is read here, in the caller's transaction; masking, pseudonyms and encoding (most of the time)
+    run in the workers, and chunks are written in order.
+    """
+    chunk = chunk or CHUNK
+    with _sink(path, fmt) as write:
+        if workers <= 1:
+            _start_worker(builder, fmt)
+            for part in _chunks(stored, chunk):
+                payload, counted = _encode_chunk(part)
+                write(payload)
+                stats.merge(counted)
+            return
+        # The database is read in this thread only (SQLite connections stay in their thread), a few chunks ahead.
+        with multiprocessing.get_context("fork").Pool(workers, _start_worker, (builder, fmt)) as pool:
+            pending: collections.deque = collections.deque()
+            for part in _chunks(stored, chunk):
+                pending.append(pool.apply_async(_encode_chunk, (part,)))
+                if len(pending) > 2 * workers:
+                    payload, counted = pending.popleft().get()
+                    write(payload)
+                    stats.merge(counted)
+            while pending:
+                payload, counted = pending.popleft().get()
+                write(payload)
+                stats.merge(counted)
 
 
 def read_export(path: str | Path) -> Iterator[dict]:
@@ -416,29 +548,6 @@ def read_export(path: str | Path) -> Iterator[dict]:
         raise ExportError(f"{path}: not an export's mentions file (.jsonl, .csv or .parquet)")
 
 
-def _counted(stats: ExportStats, rows: Iterator[dict]) -> Iterator[dict]:
-    for row in rows:
-        stats.rows += 1
-        day = row["posted_day"]
-        stats.first_day = min(stats.first_day or day, day)
-        stats.last_day = max(stats.last_day or day, day)
-        stats.months[day[:7]] += 1
-        stats.platforms[row["platform"]] += 1
-        for target in row["targets"]:
-            stats.body_types[target["body_type"]] += 1
-            stats.roles[target["role"]] += 1
-        if row["model"]:
-            stats.models[f"{row['model']}@{row['model_version']}"] += 1
-            stats.dalc[row["model_dalc_level"]] += 1
-        stats.model_labels.update(row["model_labels"] or ["(none)"])
-        if row["labels"]:
-            stats.labelled_rows += 1
-        for label in row["labels"]:
-            stats.human_labels.update(label["categories"] or ["(none)"])
-            stats.labellers.add(label["labeller"])
-        yield row
-
-
 def sha256_file(path: Path) -> str:
     """Return the SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -451,10 +560,12 @@ def sha256_file(path: Path) -> str:
 def export_dataset(db: sqlite_utils.Database, out_dir: str | Path, settings, key: bytes, fmt: str = "jsonl",
                    filters: ExportFilters = ExportFilters(), sampling: Sampling = Sampling(),
                    model: tuple[str, str] | None = None, with_body: bool = False,
-                   with_time: bool = False) -> ExportResult:
+                   with_time: bool = False, workers: int = 1) -> ExportResult:
     """Write OUT_DIR/mentions.FMT, DATASHEET.md and MANIFEST.json (SHA-256 of each file); return what was written.
 
     Files are written under temporary names and moved into place at the end, so a failed export leaves none.
+    With WORKERS above 1, that many processes build the rows of a large export: faster on idle cores, slower on
+    a machine whose cores are busy already (measured in scripts/benchmark.py).
     """
     from .datasheets import write_datasheet
 
@@ -475,8 +586,8 @@ def export_dataset(db: sqlite_utils.Database, out_dir: str | Path, settings, key
         db.execute("BEGIN")
         try:
             ids = select_mentions(db, filters, sampling, settings.timezone, thresholds, model)
-            rows = mention_rows(db, ids, pseudonyms, settings.timezone, model, with_body, with_time)
-            WRITERS[fmt](partial, _counted(stats, rows))
+            builder, stored = stored_mentions(db, ids, pseudonyms, settings.timezone, model, with_body, with_time)
+            write_mentions(partial, fmt, builder, stored, stats, workers if len(ids) >= PARALLEL_FROM else 1)
             context = {"filters": filters, "sampling": sampling, "format": fmt, "with_body": with_body,
                        "with_time": with_time, "key_id": pseudonyms.key_id, "thresholds": thresholds}
             write_datasheet(db, settings, out / f".{DATASHEET}.partial", stats, context)

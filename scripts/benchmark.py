@@ -13,7 +13,8 @@ against the file source reading the same number of posts from disk.
 
 Exports and the report (--export-mentions N, --report-mentions N; only these run then): seconds for
 `weerbaar export` (JSONL and Parquet) and `weerbaar report` on a generated database of N mentions
-(monitor/synthetic.py), against reading every mention's text and writing it unmasked as JSONL (the floor).
+(monitor/synthetic.py), against reading every mention's text and writing it unmasked as JSONL (the floor); with
+the CPU seconds beside each, since on a shared machine the wall time says more about the neighbours.
 
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
         [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
@@ -159,6 +160,12 @@ def collection_rate(platform: str, n: int, workdir: Path) -> float:
     return run.new / elapsed
 
 
+def _cpu_seconds() -> float:
+    """Return the CPU seconds used by this process and its finished children (the export's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def research_timings(export_mentions: int, report_mentions: int, workdir: Path) -> None:
     """Print seconds for exports and the report on generated databases, against an unmasked JSONL dump."""
     import datetime as dt
@@ -179,28 +186,30 @@ def research_timings(export_mentions: int, report_mentions: int, workdir: Path) 
         databases[n] = path
     if export_mentions:
         db = open_db(databases[export_mentions])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         with (workdir / "floor.jsonl").open("w", encoding="utf-8") as out:
             for row in db.execute("SELECT id, platform, created_at, text FROM mentions ORDER BY id"):
                 out.write(json.dumps({"id": row[0], "platform": row[1], "created_at": row[2], "text": row[3]},
                                      ensure_ascii=False) + "\n")
         floor = time.perf_counter() - start
-        print(f"export, unmasked JSONL dump:    {floor:8.1f} s ({export_mentions} mentions, reference)")
-        for fmt in ("jsonl", "parquet"):
-            start = time.perf_counter()
-            result = export_dataset(db, workdir / f"export-{fmt}", settings, key, fmt, ExportFilters(), Sampling(),
-                                    model)
-            elapsed = time.perf_counter() - start
-            print(f"export, weerbaar export {fmt + ':':<8}{elapsed:8.1f} s ({result.rows} mentions; "
-                  f"{elapsed / floor:.1f}x the dump)")
+        print(f"export, unmasked JSONL dump:    {floor:8.1f} s ({export_mentions} mentions, reference; "
+              f"{_cpu_seconds() - cpu:.1f} CPU s)")
+        for fmt, workers in (("jsonl", 1), ("parquet", 1), ("jsonl", 2)):
+            start, cpu = time.perf_counter(), _cpu_seconds()
+            result = export_dataset(db, workdir / f"export-{fmt}-{workers}", settings, key, fmt, ExportFilters(),
+                                    Sampling(), model, workers=workers)
+            elapsed, used = time.perf_counter() - start, _cpu_seconds() - cpu
+            print(f"export, {fmt + ',':<8} {workers} worker(s): {elapsed:8.1f} s ({result.rows} mentions; "
+                  f"{elapsed / floor:.1f}x the dump; {used:.1f} CPU s, workers included)")
         db.close()
     if report_mentions:
         db = open_db(databases[report_mentions])
         spec = SyntheticSpec()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         report = build_report(db, settings, spec.end - dt.timedelta(days=spec.days - 1), spec.end, model)
         write_report(report, workdir / "report" / "report.html")
-        print(f"report, weerbaar report html:   {time.perf_counter() - start:8.1f} s ({report_mentions} mentions)")
+        print(f"report, weerbaar report html:   {time.perf_counter() - start:8.1f} s ({report_mentions} mentions; "
+              f"{_cpu_seconds() - cpu:.1f} CPU s)")
         db.close()
 
 

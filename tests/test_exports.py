@@ -224,3 +224,18 @@ def test_masking_keeps_ordinary_numbers_and_words():
     assert mask_text(text, names, [1]) == ("In 2026 kost het 1.250.000 euro, op 12-11-2026 om 20:00 in zaal 3; "
                                            "[wethouder] en @OFFICIAL")
     assert mask_text("@annevisser", names, [2]) == "@USER"  # not addressed by this post
+
+
+def test_rows_built_in_worker_processes_are_the_same_rows_in_the_same_order(filled, workdir, monkeypatch):
+    from monitor import exports
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["export", "serial", "--format", "parquet"]).exit_code == 0
+    monkeypatch.setattr(exports, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(exports, "CHUNK", 7)  # many chunks, so their order is tested
+    result = runner.invoke(cli, ["export", "parallel", "--format", "parquet", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    serial = list(read_export(workdir / "serial" / "mentions.parquet"))
+    assert len(serial) > 20 and serial == list(read_export(workdir / "parallel" / "mentions.parquet"))
+    sheets = [(workdir / name / "DATASHEET.md").read_text().split("\n", 3)[3] for name in ("serial", "parallel")]
+    assert sheets[0] == sheets[1]  # the same counts, merged from the workers
