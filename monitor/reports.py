@@ -4,15 +4,15 @@ In the style of the national Integrity and Safety Monitor: shares of officials, 
 category, a monthly trend, and the collection coverage behind them. Only counts of officials appear, never names,
 handles or texts. Small cells are suppressed:
 
-- primary: a count of fewer than 5 officials is shown as "<5"; so is a count whose complement (the officials in
-  its row who did NOT receive it) is under 5, since "all 7 dijkgraven received a threat" tells it of each of them;
-- secondary: where rows add up to a total that is shown (body types to all officials, roles to their body type), a
-  relation may not hold exactly one suppressed cell, or the total would give it away; the smallest other cell is
-  suppressed too (shown as "x"), until every relation has none or at least two;
+- primary: a count of fewer than 5 officials is shown as "<5";
+- complement: a count whose complement (the officials in its row who did NOT receive it) is under 5 is hidden ("x"),
+  since "all 7 dijkgraven received a threat" tells it of each of them;
+- secondary: where rows add up to a total (body types to all officials, roles to their body type), a relation may
+  not hold exactly one hidden cell, or the total would give it away; the smallest other cell is hidden too ("x");
+- audit: a reader who knows every shown cell, that "<5" is 0 to 4 and every relation can narrow a hidden cell by
+  combining relations (nested totals); bounds() does exactly that, and a hidden cell it pins to one value gets
+  another cell hidden beside it, until none is pinned;
 - a share is shown only when both its counts are.
-
-Each relation is checked on its own; a combination of relations (nested totals) can still bound a hidden cell, so
-the report is an aggregate for publication review, not a guarantee against every attack.
 """
 
 from __future__ import annotations
@@ -74,26 +74,70 @@ class Cells:
 def suppress(cells: Cells, complements: dict[tuple, tuple]) -> None:
     """Mark primary suppressions (under 5, or a complement under 5), then secondary ones until no total reveals one.
 
-    COMPLEMENTS maps a count to the count of its row's officials (the monitored ones) it is part of.
+    COMPLEMENTS maps a count to the count of its row's officials (the monitored ones) it is part of. A count under 5
+    shows as "<5"; one hidden for its complement, or to protect another, as "x".
     """
     for key, value in cells.counts.items():
         base = complements.get(key)
-        if value < MIN_OFFICIALS or (base is not None and cells.counts.get(base, 0) - value < MIN_OFFICIALS):
+        if value < MIN_OFFICIALS:
             cells.suppressed[key] = PRIMARY
-    changed = True
-    while changed:
+        elif base is not None and cells.counts.get(base, 0) - value < MIN_OFFICIALS:
+            cells.suppressed[key] = SECONDARY
+    while True:
         changed = False
         for total, members in cells.relations:
             keys = [total, *members]
-            hidden = [k for k in keys if k in cells.suppressed]
-            if len(hidden) != 1:
-                continue
-            shown = [k for k in keys if k not in cells.suppressed]
-            if not shown:
-                continue
-            smallest = min(shown, key=lambda k: (cells.counts.get(k, 0), k == total, str(k)))  # a member before a total
-            cells.suppressed[smallest] = SECONDARY
+            if sum(k in cells.suppressed for k in keys) == 1:
+                changed |= _hide_one_more(cells, keys, total)
+        exposed = [k for k, (low, high) in bounds(cells).items() if low == high]
+        for key in exposed:
+            touching = [(total, [total, *members]) for total, members in cells.relations if key in (total, *members)]
+            if not any(_hide_one_more(cells, keys, total) for total, keys in touching):
+                raise RuntimeError(f"suppression cannot protect {key}")  # every cell around it is hidden already
             changed = True
+            break  # recompute the bounds with the new hidden cell
+        if not changed:
+            return
+
+
+def _hide_one_more(cells: Cells, keys: list[tuple], total: tuple) -> bool:
+    """Hide the smallest shown cell of KEYS (a member before the total); return whether one was left to hide."""
+    shown = [k for k in keys if k not in cells.suppressed]
+    if not shown:
+        return False
+    cells.suppressed[min(shown, key=lambda k: (cells.counts.get(k, 0), k == total, str(k)))] = SECONDARY
+    return True
+
+
+def bounds(cells: Cells) -> dict[tuple, tuple[float, float]]:
+    """Return what a reader can work out of each hidden cell: its lowest and highest possible value.
+
+    A reader knows every shown cell, that "<5" is 0 to 4, and that rows add up to their totals; bounds are narrowed
+    through every relation until nothing changes. A hidden cell whose lowest and highest value meet is disclosed.
+    """
+    infinite = float("inf")
+    known = {k: (v, v) for k, v in cells.counts.items() if k not in cells.suppressed}
+    for key, mark in cells.suppressed.items():
+        known[key] = (0, MIN_OFFICIALS - 1) if mark == PRIMARY else (0, infinite)
+    for _ in range(100):
+        changed = False
+        for total, members in cells.relations:
+            for key in (total, *members):
+                if key not in cells.suppressed:
+                    continue
+                others = [m for m in members if m != key]
+                if key == total:
+                    low = sum(known[m][0] for m in members)
+                    high = sum(known[m][1] for m in members)
+                else:
+                    low = known[total][0] - sum(known[m][1] for m in others)
+                    high = known[total][1] - sum(known[m][0] for m in others)
+                new = (max(known[key][0], low), min(known[key][1], high))
+                if new != known[key]:
+                    known[key], changed = new, True
+        if not changed:
+            break
+    return {k: known[k] for k in cells.suppressed}
 
 
 @dataclass
@@ -193,13 +237,22 @@ def build_report(db: sqlite_utils.Database, settings, first: dt.date, last: dt.d
     for platform in platforms:
         groups(("platform", platform), [o for o in everyone if platform in officials[o]["platforms"]], platform)
     for category in CATEGORIES:
-        cells.counts[("category", category)] = sum(category in received[o]["categories"] for o in everyone
-                                                  if o in received)
-        complements[("category", category)] = ("all", "monitored")
+        if category not in MEASURES:  # aggression and threat are the overall row's cells, shown the same way
+            cells.counts[("category", category)] = sum(category in received[o]["categories"] for o in everyone
+                                                      if o in received)
+            complements[("category", category)] = ("all", "monitored")
     for index, month in enumerate(months):
         month_end = min(last, (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1))
         members = [o for o in everyone if officials[o]["given_on"] <= month_end.isoformat()]
         groups(("month", month.strftime("%Y-%m")), members, month=index)
+    # Rows that count the very same officials as the overall row must hide what it hides: one platform watched
+    # for everyone, or a period of one month.
+    same = [("platform", p) for p in platforms if cells.counts[("platform", p, "monitored")] == len(everyone)
+            and len(platforms) == 1]
+    same += [("month", m.strftime("%Y-%m")) for m in months if len(months) == 1]
+    for prefix in same:
+        for measure in MEASURES:
+            cells.relations.append((("all", measure), [(*prefix, measure)]))
     suppress(cells, complements)
 
     def rows_for(keys: list[tuple[str, tuple]]) -> list[list[str]]:
@@ -221,7 +274,7 @@ def build_report(db: sqlite_utils.Database, settings, first: dt.date, last: dt.d
          "header": header, "rows": rows_for([(p, ("platform", p)) for p in platforms])},
         {"name": "by_category", "title": "By category", "header": ["category", "officials with at least one",
                                                                    "share of all monitored"],
-         "rows": [[c, cells.show(("category", c)), cells.share(("category", c), ("all", "monitored"))]
+         "rows": [[c, cells.show(_category_key(c)), cells.share(_category_key(c), ("all", "monitored"))]
                   for c in CATEGORIES]},
         {"name": "monthly", "title": "Monthly trend", "header": ["month", *header[1:]],
          "rows": rows_for([(m.strftime("%Y-%m"), ("month", m.strftime("%Y-%m"))) for m in months])},
@@ -234,6 +287,10 @@ def build_report(db: sqlite_utils.Database, settings, first: dt.date, last: dt.d
     report = Report(first, last, utcnow(), tables, coverage)
     report.charts = charts(cells, body_types, platforms, months)
     return report
+
+
+def _category_key(category: str) -> tuple:
+    return ("all", category) if category in MEASURES else ("category", category)
 
 
 def charts(cells: Cells, body_types: list[str], platforms: list[str], months: list[dt.date]) -> dict[str, str]:
@@ -328,7 +385,8 @@ def _pdf(report: Report) -> bytes:
     _line(pdf, 5, report.survey_note)
     pdf.ln(2)
     _line(pdf, 5, f"Cells of fewer than {report.min_officials} officials are shown as '<5'; 'x' marks a cell "
-                         "suppressed so that a total does not reveal one. Generated " + report.generated_at + ".")
+                  "hidden because fewer than 5 in its row lack it, or so that a total does not reveal a small "
+                  "cell. Generated " + report.generated_at + ".")
     for table in report.tables:
         pdf.ln(3)
         pdf.set_font("Helvetica", "B", 11)

@@ -9,7 +9,7 @@ import json
 from click.testing import CliRunner
 
 from monitor.cli import cli
-from monitor.reports import PRIMARY, SECONDARY, Cells, build_report, suppress
+from monitor.reports import PRIMARY, SECONDARY, Cells, bounds, build_report, suppress
 
 
 def test_primary_suppression_under_five_and_when_the_complement_is_under_five():
@@ -18,7 +18,7 @@ def test_primary_suppression_under_five_and_when_the_complement_is_under_five():
     complements = {(g, "threat"): (g, "monitored") for g in "abc"}
     suppress(cells, complements)
     assert cells.show(("a", "threat")) == PRIMARY  # 4 officials
-    assert cells.show(("b", "threat")) == PRIMARY  # 17 of 20: only 3 spared, so it tells of nearly all of them
+    assert cells.show(("b", "threat")) == SECONDARY  # 17 of 20: only 3 spared, so it tells of nearly all of them
     assert cells.show(("c", "threat")) == "10" and cells.share(("c", "threat"), ("c", "monitored")) == "50%"
     assert cells.share(("a", "threat"), ("a", "monitored")) == PRIMARY
 
@@ -50,6 +50,22 @@ def test_secondary_suppression_cascades_through_nested_totals():
     assert cells.show(("dijkgraaf",)) == PRIMARY and cells.show(("heemraad",)) == SECONDARY
     assert cells.show(("waterschap",)) == "20" and cells.show(("all",)) == "60"
     for total, members in relations:  # no relation is left with exactly one hidden cell
+        assert sum(k in cells.suppressed for k in (total, *members)) != 1
+
+
+def test_the_audit_catches_a_cell_that_two_relations_together_pin_down():
+    # all = gemeente + waterschap and gemeente = raadslid + wethouder, with 0 threats for wethouders and waterschap.
+    # Each relation alone keeps two cells hidden, but 6 = gemeente + w and gemeente = 6 + we give w = we = 0.
+    relations = [(("all",), [("gemeente",), ("waterschap",)]), (("gemeente",), [("raadslid",), ("wethouder",)])]
+    counts = {("all",): 6, ("gemeente",): 6, ("waterschap",): 0, ("raadslid",): 6, ("wethouder",): 0}
+    cells = Cells(counts=dict(counts), relations=relations)
+    cells.suppressed = {("waterschap",): PRIMARY, ("wethouder",): PRIMARY, ("gemeente",): SECONDARY}
+    assert bounds(cells)[("wethouder",)] == (0, 0)  # disclosed, although no relation has a single hidden cell
+    cells = Cells(counts=dict(counts), relations=relations)
+    suppress(cells, {})
+    assert all(low < high for low, high in bounds(cells).values())
+    assert {k for k, mark in cells.suppressed.items() if mark == PRIMARY} == {("waterschap",), ("wethouder",)}
+    for total, members in relations:
         assert sum(k in cells.suppressed for k in (total, *members)) != 1
 
 
@@ -99,6 +115,11 @@ def test_report_renders_with_suppressed_cells_and_no_names(db, settings, workdir
     overall = tables["overall"]["rows"][0]
     assert bodies["waterschap"][2] == PRIMARY and bodies["gemeente"][2] == SECONDARY and overall[2] == "15"
     assert overall[4] == "6" and bodies["gemeente"][4] == SECONDARY  # a member is hidden before a total
+    # One platform and one month count the same officials as the overall row, and show what it shows.
+    assert tables["by_platform"]["rows"][0][1:] == overall[1:] == tables["monthly"]["rows"][0][1:]
+    categories = {row[0]: row for row in tables["by_category"]["rows"]}
+    assert categories["aggression"][1] == overall[2] and categories["threat"][1] == overall[4]
+    assert categories["insult"][1] == "9" and categories["identity_attack"][1] == PRIMARY
     result = CliRunner().invoke(cli, ["report", "--from", "2026-11-01", "--to", "2026-11-30", "-o", "out/r.html"])
     assert result.exit_code == 0, result.output
     html = (workdir / "out" / "r.html").read_text()
