@@ -136,7 +136,9 @@ def read_label_studio(path: Path) -> tuple[list[ImportedLabel], list[str]]:
             who = annotation.get("completed_by")
             if isinstance(who, dict):
                 who = who.get("email") or who.get("id")
-            if who in (None, ""):
+            # A name from another tool is printed on terminals later: keep printable characters only.
+            who = "".join(ch for ch in str(who) if ch.isprintable()) if who is not None else ""
+            if not who:
                 errors.append(f"{where} ({item}): field 'annotations.completed_by': missing")
                 continue
             chosen: dict[str, list[str]] = {}
@@ -175,7 +177,8 @@ def read_annotation_csv(path: Path) -> tuple[list[ImportedLabel], list[str]]:
                 errors.append(f"{where}: field '{column}': is required")
         if bad or not values["item"] or not values["annotator"]:
             continue
-        label = ImportedLabel(values["item"], values["annotator"], [c for c in CATEGORIES if values[c] == "1"],
+        annotator = "".join(ch for ch in values["annotator"] if ch.isprintable())
+        label = ImportedLabel(values["item"], annotator, [c for c in CATEGORIES if values[c] == "1"],
                               values["target"] or None, utcnow(), where)
         _check(label, errors)
         labels.append(label)

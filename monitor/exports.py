@@ -227,6 +227,9 @@ def select_mentions(db: sqlite_utils.Database, filters: ExportFilters, sampling:
         human = f"({human} OR EXISTS (SELECT 1 FROM annotations a WHERE a.mention_id = m.id))"
     if filters.reviewed_only:
         where.append(human)
+    if sampling.size is None and not filters.categories:  # the scores matter only to sample or filter by them
+        return [r[0] for r in db.execute(f"SELECT m.id FROM mentions m WHERE {' AND '.join(where)} ORDER BY m.id",
+                                         params)]
     rows = db.execute(
         f"""SELECT m.id, s.probabilities, s.labels FROM mentions m
             LEFT JOIN scores s ON s.id = {counting_score_id()}
