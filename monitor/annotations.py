@@ -108,7 +108,8 @@ def _check(label: ImportedLabel, errors: list[str]) -> None:
         errors.append(f"{label.where}: field 'categories': unknown category {unknown[0]!r} "
                       f"(expected: {', '.join(CATEGORIES)})")
     if label.target is not None and label.target not in TARGETS:
-        errors.append(f"{label.where}: field 'target': unknown target {label.target!r} (expected: {', '.join(TARGETS)})")
+        errors.append(f"{label.where}: field 'target': unknown target {label.target!r} "
+                      f"(expected: {', '.join(TARGETS)})")
     implied = [c for c in ("threat", "insult", "identity_attack") if c in label.categories]
     if implied and "aggression" not in label.categories:
         errors.append(f"{label.where}: field 'categories': {implied[0]} without aggression (models/GUIDELINES.md: "

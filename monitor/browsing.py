@@ -25,7 +25,8 @@ COLUMN_NOTES = {
     "model": "the model whose score counts", "model_version": "its version",
     "model_labels": "categories at or over the model's thresholds (JSON list)",
     "model_dalc_level": "the model labels mapped to DALC: ABUSIVE, OFFENSIVE or NOT",
-    "official": "pseudonymous official id", "role": "the official's role", "body_type": "gemeente, provincie or waterschap",
+    "official": "pseudonymous official id", "role": "the official's role",
+    "body_type": "gemeente, provincie or waterschap",
     "labeller": "pseudonymous staff reviewer or annotator id", "source": "staff (review desk) or annotator",
 }
 CANNED = {

@@ -1,4 +1,4 @@
-"""The Monitor-style report: the share of monitored officials who received aggression and threats, without naming anyone.
+"""The Monitor-style report: the share of monitored officials who received aggression and threats, naming no one.
 
 In the style of the national Integrity and Safety Monitor: shares of officials, by body type, role, platform and
 category, a monthly trend, and the collection coverage behind them. Only counts of officials appear, never names,

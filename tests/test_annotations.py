@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ from monitor.datasets import read_annotations
 from monitor.db import open_db
 
 KEY = "an annotation round key"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_krippendorff_alpha_reproduces_the_published_example():
@@ -81,6 +83,17 @@ def test_round_trip_reproduces_known_agreement(batch, workdir):
     assert aggression.alpha == pytest.approx(0.4, abs=1e-9) and aggression.alpha_items == 50
     assert len(report["disagreements"]) == 15
     assert all(row["items"] == 50 for row in aggression.against_model)
+    # Staff reviewed items 20 to 29 as the first annotator did (5 yes, 5 no), the opposite of the second.
+    items = dict(db.execute("SELECT item_id, mention_id FROM annotation_items").fetchall())
+    for number, task in enumerate(batch[20:30], start=20):
+        db["reviews"].insert({"mention_id": items[task["data"]["item"]], "reviewer": "staf",
+                              "labels": json.dumps(["aggression"] if first[number] else []),
+                              "reviewed_at": "2026-12-01T12:00:00Z"})
+    db.conn.commit()
+    staff = {row["annotator"]: row for row in next(
+        c for c in agreement_report(db)["categories"] if c.category == "aggression").against_staff}
+    assert staff["label-studio:1"]["kappa"] == pytest.approx(1.0) and staff["label-studio:1"]["items"] == 10
+    assert staff["label-studio:b@uni.example"]["kappa"] == pytest.approx(-1.0)
     # The same export again replaces, adds nothing; the CLI prints the figures.
     result = runner.invoke(cli, ["annotations", "import", "export.json"])
     assert "100 replaced" in result.output and db["annotations"].count == 100
@@ -90,10 +103,20 @@ def test_round_trip_reproduces_known_agreement(batch, workdir):
     records = read_annotations(workdir / "var" / "weerbaar.db")
     assert len(records) == 50 and sum(r.labels["aggression"] is None for r in records) == 15
     assert sum(r.labels["aggression"] == 1 for r in records) == 20 and records[0].source == "annotations"
+    # scripts/train_classifier.py --annotations DB takes them in as it takes --reviews.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_classifier", REPO / "scripts" / "train_classifier.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    database = str(workdir / "var" / "weerbaar.db")
+    arguments = script.parse_arguments(["--imsypp", "unused.csv", "--annotations", database])
+    assert [r.text for r in script.extra_data(arguments)] == [r.text for r in records]
     # An export carries them as pseudonymous annotator labels, apart from the model scores.
     assert runner.invoke(cli, ["export", "out", "--reviewed-only"]).exit_code == 0
     rows = [json.loads(line) for line in (workdir / "out" / "mentions.jsonl").read_text().splitlines()]
-    assert len(rows) == 50 and {label["source"] for r in rows for label in r["labels"]} == {"annotator"}
+    assert len(rows) == 50 and {label["source"] for r in rows for label in r["labels"]} == {"annotator", "staff"}
+    assert sum(label["source"] == "staff" for r in rows for label in r["labels"]) == 10
     assert "b@uni.example" not in (workdir / "out" / "mentions.jsonl").read_text()
     assert "Krippendorff's alpha" in (workdir / "out" / "DATASHEET.md").read_text()
 

@@ -1,4 +1,4 @@
-"""Pseudonymised exports: nothing that names a person survives in any format, ids are keyed, filters and samples hold."""
+"""Pseudonymised exports: nothing naming a person survives in any format, ids are keyed, filters and samples hold."""
 
 from __future__ import annotations
 
@@ -128,7 +128,8 @@ def test_no_handle_name_url_email_or_phone_survives_in_any_format(filled, workdi
     assert row["schema_version"] == SCHEMA_VERSION and row["targets"][0]["body_name"] is None
     assert re.fullmatch(r"m-[0-9a-f]{20}", row["mention"]) and re.fullmatch(r"a-[0-9a-f]{20}", row["author"])
     reviewed = [r for r in exported["jsonl"] if r["labels"]]
-    assert reviewed[0]["labels"][0]["labeller"].startswith("r-") and reviewed[0]["labels"][0]["dalc_level"] == "OFFENSIVE"
+    label = reviewed[0]["labels"][0]
+    assert label["labeller"].startswith("r-") and label["dalc_level"] == "OFFENSIVE" and label["source"] == "staff"
 
 
 def test_the_withdrawn_official_is_never_exported(filled, workdir):
