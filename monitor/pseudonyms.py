@@ -9,7 +9,6 @@ role): "No handle, name, URL, e-mail or phone number of the database may survive
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re

@@ -240,3 +240,27 @@ def test_rows_built_in_worker_processes_are_the_same_rows_in_the_same_order(fill
     assert len(serial) > 20 and serial == list(read_export(workdir / "parallel" / "mentions.parquet"))
     sheets = [(workdir / name / "DATASHEET.md").read_text().split("\n", 3)[3] for name in ("serial", "parallel")]
     assert sheets[0] == sheets[1]  # the same counts, merged from the workers
+
+
+def test_a_generated_database_leaks_nothing_either(tmp_path, workdir):
+    import datetime as dt
+
+    from monitor.exports import export_dataset
+    from monitor.settings import load_settings
+    from monitor.synthetic import SyntheticSpec, generate_database
+
+    path = tmp_path / "synthetic.db"
+    generate_database(path, SyntheticSpec(mentions=3_000, officials=30, days=20, end=dt.date(2026, 11, 30)))
+    db = open_db(path)
+    # Generated post and author ids are small numbers that any score or hex id contains; the rest must not appear.
+    values = {v for v in _identifying_values(db) if not v.isdigit()}
+    values |= set(re.findall(r"06-1234\d{4}", " ".join(r[0] for r in db.execute("SELECT text FROM mentions"))))
+    assert any(v.startswith("burger") and "@example.com" in v for v in values)  # e-mail addresses in the texts
+    assert any(v.startswith("06-1234") for v in values) and any(v.startswith("official_") for v in values)
+    settings = load_settings(None, db_path=str(path))
+    for fmt in ("jsonl", "csv", "parquet"):
+        export_dataset(db, tmp_path / fmt, settings, KEY.encode(), fmt)
+        lower = _exported_text(tmp_path / fmt).lower()
+        assert sorted(v for v in values if v.lower() in lower) == [], fmt
+    texts = [r["text"] for r in read_export(tmp_path / "jsonl" / "mentions.jsonl")]
+    assert any("PHONE" in t for t in texts) and any("EMAIL" in t for t in texts) and any("URL" in t for t in texts)
