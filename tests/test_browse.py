@@ -64,3 +64,15 @@ def test_datasette_serves_the_export_immutable_with_descriptions_and_queries(exp
     assert served.databases["browse"].is_mutable is False
     command = CliRunner().invoke(cli, ["browse", str(exported), "--no-serve"]).output
     assert " -i " in command and "browse.db" in command and "127.0.0.1" in command
+
+
+def test_the_serve_command_line_runs_datasette_on_the_export(exported):
+    import subprocess
+
+    from monitor.browsing import datasette_command
+
+    database, metadata = build_browse_database(exported)
+    command = datasette_command(database, metadata) + ["--get", "/browse/per_month_and_platform.json?_shape=array"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sum(row["mentions"] for row in json.loads(result.stdout)) > 100
