@@ -264,3 +264,16 @@ def test_a_generated_database_leaks_nothing_either(tmp_path, workdir):
         assert sorted(v for v in values if v.lower() in lower) == [], fmt
     texts = [r["text"] for r in read_export(tmp_path / "jsonl" / "mentions.jsonl")]
     assert any("PHONE" in t for t in texts) and any("EMAIL" in t for t in texts) and any("URL" in t for t in texts)
+
+
+def test_a_quoted_post_text_is_exported_masked_where_the_column_exists(filled, workdir):
+    db = filled["db"]
+    if "context_text" not in db["mentions"].columns_dict:
+        db.execute("ALTER TABLE mentions ADD COLUMN context_text TEXT")
+    mention = db.execute("SELECT min(mention_id) FROM mention_targets WHERE official_id = 1").fetchone()[0]
+    db.execute("UPDATE mentions SET context_text = ? WHERE id = ?",
+               ["@linda_verhoef schreef: Anneke Visser woont op de Kerkstraat 12, zie https://x.example/p/1", mention])
+    db.conn.commit()
+    assert CliRunner().invoke(cli, ["export", "out"]).exit_code == 0
+    quoted = [r["context_text"] for r in read_export(workdir / "out" / "mentions.jsonl") if r["context_text"]]
+    assert quoted == ["@USER schreef: [burgemeester] woont op de ADDRESS, zie URL"]
