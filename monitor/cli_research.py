@@ -58,8 +58,8 @@ def filter_options(command):
 @click.option("--seed", type=int, default=0, show_default=True, help="Makes the sample repeatable.")
 @click.option("--with-body", is_flag=True, help="Also export the body's name (with a role it can identify one person).")
 @click.option("--with-time", is_flag=True, help="Also export the local posting time to the minute.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Processes that build the rows of an export of 20,000 mentions or more (1: none).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes that build the rows of an export of 20,000 mentions or more (helps only on idle cores).")
 @click.pass_obj
 def export(obj: Context, out_dir: str, fmt: str, since, until, body_type, platform, category, reviewed_only,
            sample, sampling, seed, with_body, with_time, workers) -> None:
