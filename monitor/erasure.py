@@ -79,6 +79,39 @@ def erase_handles(db: sqlite_utils.Database, accounts: list[tuple[str, str]]) ->
     return counts
 
 
+def redact_kept_mentions(db: sqlite_utils.Database, mention_ids: list[int], name: str,
+                         accounts: list[tuple[str, str]]) -> int:
+    """Replace a withdrawn official's name and handles in the posts kept for other officials; return how many changed.
+
+    Such a post stays because it also addresses someone who still consents, but the withdrawn official's name and
+    handles in it are their personal data. The stored SHA-256 of the raw payload still identifies the post as
+    received, so evidence for the others can be matched to the platform's copy.
+    """
+    handles = [handle for _, handle in accounts]
+    patterns = [p for p in (_handle_pattern(handles),) if p is not None]
+    if name.strip():
+        patterns.append(re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", re.IGNORECASE))
+    if not patterns or not mention_ids:
+        return 0
+    columns = [c for c in ("text", "context_text") if c in db["mentions"].columns_dict]
+    changed = 0
+    for row in db.execute(f"SELECT id, {', '.join(columns)} FROM mentions WHERE id IN "
+                          "(SELECT value FROM json_each(?))", [json.dumps(mention_ids)]).fetchall():
+        values = {}
+        for column, value in zip(columns, row[1:]):
+            if value is None:
+                continue
+            redacted = value
+            for pattern in patterns:
+                redacted = pattern.sub(ERASED_HANDLE, redacted)
+            if redacted != value:
+                values[column] = redacted
+        if values:
+            db["mentions"].update(row[0], values)
+            changed += 1
+    return changed
+
+
 def rewrite_digests(db: sqlite_utils.Database, settings: Settings, actor: str = "system") -> dict[str, int]:
     """Rewrite every digest file still on disk from the database as it is now, so erased data leaves them too.
 

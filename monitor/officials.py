@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .db import audit, utcnow, write_transaction
-from .erasure import erase_handles, rewrite_digests
+from .erasure import erase_handles, redact_kept_mentions, rewrite_digests
 from .mentions import PLATFORMS, normalise_handle
 from .settings import Settings
 from .settings import EMAIL_ADDRESS
@@ -306,8 +306,12 @@ def withdraw_official(
                   AND NOT EXISTS (SELECT 1 FROM mention_targets o WHERE o.mention_id = t.mention_id
                                   AND o.official_id != :official)"""
     accounts = db.execute("SELECT platform, handle FROM accounts WHERE official_id = ?", [official_id]).fetchall()
+    name = db.execute("SELECT name FROM officials WHERE id = ?", [official_id]).fetchone()[0]
     now = utcnow()
     with write_transaction(db):
+        kept = [r[0] for r in db.execute(
+            f"SELECT mention_id FROM mention_targets WHERE official_id = :official AND mention_id NOT IN ({orphaned})",
+            {"official": official_id})]
         for table, sql in (
             ("scores", f"SELECT count(*) FROM scores WHERE mention_id IN ({orphaned})"),
             ("reviews", f"SELECT count(*) FROM reviews WHERE mention_id IN ({orphaned})"),
@@ -322,6 +326,7 @@ def withdraw_official(
         db.execute("DELETE FROM mention_targets WHERE official_id = ?", [official_id])
         db.execute("DELETE FROM accounts WHERE official_id = ?", [official_id])
         counts.update(erase_handles(db, [(platform, handle) for platform, handle in accounts]))
+        counts["kept_mentions_redacted"] = redact_kept_mentions(db, kept, name, accounts)
         for platform, handle in accounts:
             db.execute("INSERT INTO withdrawn_accounts (account_sha256, withdrawn_at) VALUES (?, ?) "
                        "ON CONFLICT(account_sha256) DO UPDATE SET withdrawn_at = excluded.withdrawn_at",

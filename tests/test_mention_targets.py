@@ -66,7 +66,7 @@ def test_the_same_post_found_through_a_second_officials_search_is_linked_not_dro
 
 def test_withdrawing_one_official_keeps_a_shared_post_for_the_other(db, settings, classifier, workdir):
     dekker, sara = _setup(db, workdir, [
-        _post("1", "@WethouderDekker @RaadslidSara jullie zijn idioot", minute=1),
+        _post("1", "@WethouderDekker @RaadslidSara jullie zijn idioot, Wim Dekker voorop", minute=1),
         _post("2", "@WethouderDekker kut beleid, idioot", minute=2),
     ])
     run_once(db, settings, classifier)
@@ -83,8 +83,13 @@ def test_withdrawing_one_official_keeps_a_shared_post_for_the_other(db, settings
     assert _digest_items(db, settings, sara) == ([shared], 1)
     audit = json.loads(db.execute("SELECT detail FROM audit_log WHERE action = 'official.withdrawn'").fetchone()[0])
     assert audit["mentions"] == 1 and audit["mentions_kept_for_others"] == 1
-    # The withdrawn official's handle is gone from the links; the post's own text stays as collected.
+    # The withdrawn official's handle and name are gone from the links and from the text kept for Sara.
     assert "wethouderdekker" not in "\n".join(str(r) for r in db.execute("SELECT * FROM mention_targets"))
+    assert db.execute("SELECT text FROM mentions").fetchone()[0] == (
+        "[erased] @RaadslidSara jullie zijn idioot, [erased] voorop")
+    assert audit["kept_mentions_redacted"] == 1
+    dump = "\n".join(db.iterdump()).lower()
+    assert "wethouderdekker" not in dump and "wim dekker" not in dump
 
     withdraw_official(db, sara)
     assert db["mentions"].count == 0 and db["reviews"].count == 0 and db["mention_targets"].count == 0
