@@ -104,7 +104,7 @@ def test_a_threat_after_ninety_harmless_words_is_read(classifier):
     # Cut at 128 pieces, the threat was never read and the text scored like the harmless part alone.
     [harmless, with_threat] = classifier.score([LONG_HARMLESS, LONG_HARMLESS + " Ik maak je af, we weten waar je woont."])
     assert with_threat["threat"] >= 4 * harmless["threat"]
-    assert with_threat["threat"] >= classifier.score(["Ik maak je af, we weten waar je woont."])[0]["threat"] - 0.5
+    assert with_threat["threat"] - harmless["threat"] >= 0.25
 
 
 @pytest.mark.parametrize("hidden", ["i k  m a a k  j e  a f", "ik m44k j3 @f", "w3 w3t3n w44r j3 w00nt"])
