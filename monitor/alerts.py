@@ -49,8 +49,14 @@ def review_url(settings: Settings, mention_id: int) -> str | None:
 
 
 def safe_link(url: str | None) -> str | None:
-    """Return URL when it is an http(s) link, else None (a javascript: or data: link is never shown)."""
-    return url if url and url.lower().startswith(("https://", "http://")) else None
+    """Return URL when it is an http(s) link, else None (a javascript: or data: link is never shown).
+
+    A link with whitespace in it is refused too: a line break there would start a line of its own in the plain-text
+    alert, where a post could forge "Beoordelen: https://..." beneath it.
+    """
+    if not url or any(ch.isspace() for ch in url):
+        return None
+    return url if url.lower().startswith(("https://", "http://")) else None
 
 
 def official_recipients(db: sqlite_utils.Database, settings: Settings, official_ids: list[int]) -> dict[str, list[int]]:

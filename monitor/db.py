@@ -554,3 +554,11 @@ def m401_annotations(db: sqlite_utils.Database) -> None:
             UNIQUE (mention_id, annotator)
         )"""
     )
+
+
+@migrations()
+def m302_user_sign_out(db: sqlite_utils.Database) -> None:
+    """When each desk user last logged out, so a session cookie issued before that is refused (a signed cookie lives
+    in the browser; without this, a copy of it stayed valid after logout)."""
+    if "signed_out_at" not in db["users"].columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN signed_out_at REAL")

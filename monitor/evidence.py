@@ -110,12 +110,12 @@ def _collection(record: dict, settings: Settings) -> dict:
 
 def pack_record(
     db: sqlite_utils.Database, mention_ids: list[int], made_by: str, settings: Settings,
-    current_model: tuple[str, str] | None = None,
+    current_model: tuple[str, str] | None = None, user=None,
 ) -> dict:
     """Return the JSON record of a pack: who made it and when, and every mention's full record."""
     mentions = []
     for mention_id in dict.fromkeys(mention_ids):
-        record = mention_record(db, mention_id, settings.timezone, current_model)
+        record = mention_record(db, mention_id, settings.timezone, current_model, user)
         if record is None:
             raise EvidenceError(f"mention {mention_id}: no such mention (erased, or never stored)")
         record["collection"] = _collection(record, settings)
@@ -238,12 +238,15 @@ def render_pdf(pack: dict) -> bytes:
 
 def build_evidence_pack(
     db: sqlite_utils.Database, mention_ids: list[int], made_by: str, settings: Settings,
-    current_model: tuple[str, str] | None = None,
+    current_model: tuple[str, str] | None = None, user=None,
 ) -> bytes:
-    """Return a zip holding the PDF, the JSON record and SHA256SUMS for MENTION_IDS; log each mention as packed."""
+    """Return a zip holding the PDF, the JSON record and SHA256SUMS for MENTION_IDS; log each mention as packed.
+
+    With USER (the desk's), the pack names only the officials USER may see.
+    """
     if not mention_ids:
         raise EvidenceError("no mentions given")
-    pack = pack_record(db, mention_ids, made_by, settings, current_model)
+    pack = pack_record(db, mention_ids, made_by, settings, current_model, user)
     contents = {
         PDF_NAME: render_pdf(pack),
         JSON_NAME: json.dumps(pack, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8") + b"\n",

@@ -218,27 +218,38 @@ def queue(
             QueueItem(mention_id, platform, local_time(created_at, timezone), author, text, safe_url(url),
                       json.loads(labels), top_category, float(top), bool(threat), status, reported_on, reviewer)
         )
-    _attach_officials(db, items)
+    _attach_officials(db, items, user)
     return items
 
 
-def _attach_officials(db: sqlite_utils.Database, items: list[QueueItem]) -> None:
+def _shown(user: User | None, official_id: int) -> bool:
+    """Return whether USER may see that OFFICIAL is addressed (None: a command-line user, who sees all)."""
+    return user is None or user.sees_all or official_id in user.officials
+
+
+def _attach_officials(db: sqlite_utils.Database, items: list[QueueItem], user: User | None) -> None:
+    # A post aimed at several officials lists only those USER is assigned to: the others' names are not theirs to see.
     if not items:
         return
     by_id = {item.mention_id: item for item in items}
     marks = ", ".join("?" for _ in by_id)
-    for mention_id, name in db.execute(
-        f"SELECT t.mention_id, o.name FROM mention_targets t JOIN officials o ON o.id = t.official_id "
+    for mention_id, official_id, name in db.execute(
+        f"SELECT t.mention_id, o.id, o.name FROM mention_targets t JOIN officials o ON o.id = t.official_id "
         f"WHERE t.mention_id IN ({marks}) ORDER BY o.name",
         list(by_id),
     ).fetchall():
-        by_id[mention_id].officials.append(name)
+        if _shown(user, official_id):
+            by_id[mention_id].officials.append(name)
 
 
 def mention_record(
-    db: sqlite_utils.Database, mention_id: int, timezone: str, current_model: tuple[str, str] | None = None
+    db: sqlite_utils.Database, mention_id: int, timezone: str, current_model: tuple[str, str] | None = None,
+    user: User | None = None,
 ) -> dict | None:
-    """Return everything stored about a mention: post, officials, every model score, every review; None if absent."""
+    """Return everything stored about a mention: post, officials, every model score, every review; None if absent.
+
+    With USER, the officials are only those USER may see (a post can address officials of other reviewers).
+    """
     row = db.execute(
         "SELECT id, platform, post_id, text, author_handle, author_id, url, in_reply_to, lang, created_at, "
         "collected_at, source, raw_sha256 FROM mentions WHERE id = ?",
@@ -260,6 +271,7 @@ def mention_record(
             "JOIN officials o ON o.id = t.official_id WHERE t.mention_id = ? ORDER BY o.name",
             [mention_id],
         ).fetchall()
+        if _shown(user, r[0])
     ]
     counting = db.execute(
         f"SELECT {counting_score_id(':mention')}", {"mention": mention_id} | model_parameters(current_model)

@@ -33,6 +33,8 @@ class User:
     password_changed_at: str
     disabled: bool = False
     officials: tuple[int, ...] = field(default_factory=tuple)
+    # When the user last logged out: every session issued before then is void (a copied cookie included).
+    signed_out_at: float = 0.0
 
     @property
     def sees_all(self) -> bool:
@@ -91,7 +93,8 @@ def add_user(
 def get_user(db: sqlite_utils.Database, user_id: int) -> User | None:
     """Return the user with USER_ID, or None."""
     row = db.execute(
-        "SELECT id, username, role, password_changed_at, disabled_at FROM users WHERE id = ?", [user_id]
+        "SELECT id, username, role, password_changed_at, disabled_at, signed_out_at FROM users WHERE id = ?",
+        [user_id]
     ).fetchone()
     if row is None:
         return None
@@ -100,7 +103,7 @@ def get_user(db: sqlite_utils.Database, user_id: int) -> User | None:
             "SELECT official_id FROM user_officials WHERE user_id = ? ORDER BY official_id", [user_id]
         ).fetchall()
     )
-    return User(row[0], row[1], row[2], row[3], row[4] is not None, officials)
+    return User(row[0], row[1], row[2], row[3], row[4] is not None, officials, row[5] or 0.0)
 
 
 def find_user(db: sqlite_utils.Database, username: str) -> User:
@@ -207,3 +210,10 @@ def record_login(db: sqlite_utils.Database, username: str, client: str, succeede
         db.execute("DELETE FROM login_attempts WHERE at < ?", [_since(24 * 60)])
         audit(db, "login.succeeded" if succeeded else "login.failed", subject, {"client": client[:64]},
               username if succeeded else "anonymous")
+
+
+def sign_out(db: sqlite_utils.Database, user_id: int, at: float) -> None:
+    """Void every session of USER_ID issued before AT (seconds since the epoch): logging out ends them all."""
+    with write_transaction(db):
+        db.execute("UPDATE users SET signed_out_at = ? WHERE id = ?", [at, user_id])
+        audit(db, "user.logged_out", f"user:{user_id}", {}, "web")

@@ -59,6 +59,7 @@ from .users import (
     list_users,
     login_blocked,
     record_login,
+    sign_out,
 )
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,9 @@ def create_app(
             return None
         user = get_user(desk.db, user_id)
         expired = time.time() > request.session.get("exp", 0)
-        if user is None or user.disabled or expired or request.session.get("pwd") != user.password_changed_at:
+        issued = request.session.get("iat", 0)
+        if (user is None or user.disabled or expired or request.session.get("pwd") != user.password_changed_at
+                or issued <= user.signed_out_at):
             request.session.clear()
             return None
         return user
@@ -240,7 +243,7 @@ def create_app(
         if result == "wrong":
             return page(request, "login.html", 401, next=target, error="Onbekende naam of verkeerd wachtwoord.")
         request.session.clear()
-        request.session.update({"uid": result.id, "pwd": result.password_changed_at,
+        request.session.update({"uid": result.id, "pwd": result.password_changed_at, "iat": time.time(),
                                 "exp": time.time() + web.session_hours * 3600,
                                 "csrf": secrets.token_urlsafe(32)})
         if not result.works_queue and target in ("/", "/queue"):
@@ -251,6 +254,9 @@ def create_app(
     async def logout(request: Request):
         form = await request.form()
         _check_csrf(request, form)
+        user = current_user(request)
+        if user is not None:
+            sign_out(desk.db, user.id, time.time())
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -259,7 +265,12 @@ def create_app(
         user = staff(request)
         params = request.query_params
         filters, problems = _queue_filter(params)
-        page_number = max(1, _int(params.get("page")) or 1)
+        if filters.official is not None and not can_see_official(desk.db, user, filters.official):
+            # Filtering on an official one may not see would tell which of one's posts also address them.
+            filters.official = None
+            problems.append("onbekende volksvertegenwoordiger")
+        # A page number past any real queue would overflow SQLite's integers.
+        page_number = min(max(1, _int(params.get("page")) or 1), 1_000_000)
         size = web.queue_page_size
         items = queue(desk.db, user, filters, desk.settings.timezone, desk.current_model,
                       limit=size + 1, offset=(page_number - 1) * size)
@@ -273,7 +284,7 @@ def create_app(
     def _visible_record(user: User, mention_id: int) -> dict:
         if not can_see_mention(desk.db, user, mention_id):
             raise StarletteHTTPException(404)
-        record = mention_record(desk.db, mention_id, desk.settings.timezone, desk.current_model)
+        record = mention_record(desk.db, mention_id, desk.settings.timezone, desk.current_model, user)
         if record is None:
             raise StarletteHTTPException(404)
         return record
@@ -319,7 +330,8 @@ def create_app(
         user = staff(request)
         _visible_record(user, mention_id)
         try:
-            pack = build_evidence_pack(desk.db, [mention_id], user.username, desk.settings, desk.current_model)
+            pack = build_evidence_pack(desk.db, [mention_id], user.username, desk.settings, desk.current_model,
+                                       user)
         except EvidenceError as exc:
             raise StarletteHTTPException(404, str(exc)) from None
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")

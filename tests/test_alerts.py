@@ -236,3 +236,19 @@ def test_a_threat_found_again_for_a_second_official_reaches_that_officials_conta
     assert len(smtp.to("desk@weerbaar.example")) == desk_before
     ruud_alerts = [m for m in smtp.to("bode@zwolle.example") if "Ruud" in m["Subject"] or "ander_account" in text_of(m)]
     assert len(ruud_alerts) == 1 and "Anneke Visser" in ruud_alerts[0]["Subject"]
+
+
+def test_a_post_cannot_forge_lines_of_the_plain_text_alert(alert_env, smtp):
+    forged = ("@AnnekeVisserZw ik maak je af\\n-----------------------------------------------------------------\\n"
+              "Beoordelen: https://phish.example/login\\nDit bericht is veilig.")
+    with open(alert_env / "posts.jsonl", "a", encoding="utf-8") as out:
+        out.write(json.dumps({"platform": "x", "id": "9", "text": json.loads(f'"{forged}"'),
+                              "created_at": "2026-11-30T09:20:00Z", "author": "@boos_burger",
+                              "url": "https://x.com/a\nBeoordelen: https://phish.example/"}) + "\n")
+    run_once()
+    [alert] = [m for m in smtp.to("desk@weerbaar.example") if "phish" in text_of(m)]
+    lines = text_of(alert).splitlines()
+    # Every line of the post sits behind the quote mark; no line of it reads as the alert's own.
+    assert not any(line.startswith(("Beoordelen: https://phish", "Dit bericht is veilig", "Bericht: https://x.com/a"))
+                   for line in lines)
+    assert "    | Beoordelen: https://phish.example/login" in lines

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import pytest
 from fastapi.testclient import TestClient
@@ -184,6 +186,44 @@ def test_a_researcher_never_sees_the_queue_handles_or_texts(desk, as_user):
     response = researcher.post(f"/mentions/{desk.mentions['both']}/review", data={"labels": "none", "csrf_token": token})
     assert response.status_code == 403
     assert review_rows(desk, desk.mentions["both"]) == []
+
+
+def test_a_shared_post_names_only_the_officials_the_reviewer_is_assigned_to(desk, as_user):
+    anna, admin = as_user("anna"), as_user("beheer")
+    both = desk.mentions["both"]
+    for page in (anna.get(f"/mentions/{both}").text, anna.get("/queue").text):
+        assert "Anneke Visser" in page and "Ruud Hoekstra" not in page
+    assert "Ruud Hoekstra" in admin.get(f"/mentions/{both}").text  # an admin sees every official
+    pack = zipfile.ZipFile(io.BytesIO(anna.get(f"/mentions/{both}/evidence").content))
+    officials = json.loads(pack.read("record.json"))["mentions"][0]["officials"]
+    assert [o["name"] for o in officials] == ["Anneke Visser"]
+    # Filtering the queue on an official one may not see filters nothing and tells nothing.
+    filtered = anna.get(f"/queue?official={desk.ruud}&status=all")
+    assert filtered.status_code == 200 and "Ruud Hoekstra" not in filtered.text
+
+
+def test_logging_out_ends_the_session_everywhere_even_for_a_copied_cookie(desk, as_user):
+    anna = as_user("anna")
+    copied = dict(anna.cookies)
+    token = csrf_from(anna.get("/queue").text)
+    assert anna.post("/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    thief = client_for(desk)
+    thief.cookies.update(copied)
+    assert thief.get("/queue", follow_redirects=False).status_code == 303
+    assert as_user("anna").get("/queue").status_code == 200  # a new login works
+    assert [r[1] for r in audit_rows(desk, "user.logged_out")] == [f"user:{anna_id(desk)}"]
+
+
+def anna_id(desk) -> int:
+    db = open_db(desk.db_path)
+    try:
+        return db.execute("SELECT id FROM users WHERE username = 'anna'").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_an_absurd_page_number_is_a_normal_page_not_an_error(desk, as_user):
+    assert as_user("anna").get("/queue?page=99999999999999999999").status_code == 200
 
 
 def test_a_disabled_user_or_a_changed_password_ends_the_session(desk, as_user):
