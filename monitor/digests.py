@@ -98,10 +98,15 @@ class Digest:
         return f"{first.strftime('%d-%m-%Y')} t/m {last.strftime('%d-%m-%Y')} ({len(self.posting_days)} dagen)"
 
     def only(self, official_ids: set[int]) -> Digest:
-        """Return this digest narrowed to OFFICIAL_IDS (an official's part, for their contacts)."""
+        """Return this digest narrowed to OFFICIAL_IDS (an official's part, for their contacts).
+
+        The lines about silent sources and watchdog warnings stay out: they are about the whole installation, and their
+        run errors can name other officials' handles.
+        """
         import dataclasses
 
-        return dataclasses.replace(self, officials=[o for o in self.officials if o.official_id in official_ids])
+        return dataclasses.replace(self, officials=[o for o in self.officials if o.official_id in official_ids],
+                                   silent_sources=[], warnings=[])
 
     @property
     def threats(self) -> int:

@@ -66,6 +66,9 @@ def test_a_source_that_returned_nothing_gets_a_line(db, settings, classifier, wo
     run_once(db, settings, classifier)
     digest = build_digest(db, settings, dt.date(2026, 12, 5))
     assert any(line.startswith("sample: geen berichten") for line in digest.silent_sources)
+    # An official's part, mailed to their own contacts, leaves the installation-wide source lines out.
+    part = digest.only({digest.officials[0].official_id})
+    assert part.silent_sources == [] and part.warnings == [] and len(part.officials) == 1
 
 
 def test_local_day_bounds_follow_daylight_saving():
