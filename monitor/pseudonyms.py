@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -89,6 +90,12 @@ _STREET_SUFFIXES = tuple(
 # pattern that tries every word as a street name.
 _HOUSE_NUMBER = re.compile(r"(?<=\s)\d{1,5}(?:\s?[a-zA-Z](?!\w)|[-/]\d{1,4}|\s+bis\b)?(?![\d\w])")
 _DIGIT = re.compile(r"\d")
+# Characters that draw nothing: a zero-width space inside a name or handle must not hide it from the patterns.
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# A bare Bluesky handle ("boze.bsky.social") and a bare site name without a path ("boze-burger.nl").
+_BARE_BLUESKY = re.compile(r"(?<![\w@.])[\w-]+(?:\.[\w-]+)*\.bsky\.social\b", re.IGNORECASE)
+_BARE_SITE = re.compile(r"(?<![\w@.])(?:[a-z0-9-]+\.)+(?:nl|be|com|org|net|eu|info|io|social|online|app)\b",
+                        re.IGNORECASE)
 _POSTCODE = re.compile(r"\b[1-9]\d{3}\s?(?!SA|SD|SS)[A-Z]{2}\b")
 
 
@@ -103,7 +110,11 @@ class OfficialNames:
     def add(self, official_id: int, name: str, role: str, handles: Iterable[str]) -> None:
         """Register one official's name (masked as their role) and handles."""
         if name and name.strip():
-            self.names[" ".join(name.lower().split())] = role
+            words = name.lower().split()
+            self.names[" ".join(words)] = role
+            # A surname alone ("Halsema, je gaat eraan") names the official as well as the full name does.
+            if len(words) > 1 and len(words[-1]) >= 4:
+                self.names.setdefault(words[-1], role)
         for handle in handles:
             self.handles[handle.lower().lstrip("@")] = official_id
         self._pattern = None
@@ -166,6 +177,8 @@ def mask_text(text: str, officials: OfficialNames, addressed: Iterable[int] = ()
     an official's name becomes their role in brackets, a bare handle of an official OFFICIAL.
     """
     addressed = set(addressed)
+    # Full-width and other look-alike letters and digits read as plain ones ("＠boze_burger"), invisible ones go.
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
     def handle(match: re.Match) -> str:
         return "@OFFICIAL" if officials.handles.get(match.group(0)[1:].lower()) in addressed else "@USER"
@@ -177,6 +190,9 @@ def mask_text(text: str, officials: OfficialNames, addressed: Iterable[int] = ()
             text = _EMAIL.sub("EMAIL", text)
     if "/" in text or "www" in text or "WWW" in text:
         text = _URL.sub("URL", text)
+    if "." in text:
+        text = _BARE_BLUESKY.sub("@USER", text)
+        text = _BARE_SITE.sub("URL", text)
     pattern = officials.pattern
     if pattern is not None:
         def name(match: re.Match) -> str:

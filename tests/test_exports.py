@@ -277,3 +277,16 @@ def test_a_quoted_post_text_is_exported_masked_where_the_column_exists(filled, w
     assert CliRunner().invoke(cli, ["export", "out"]).exit_code == 0
     quoted = [r["context_text"] for r in read_export(workdir / "out" / "mentions.jsonl") if r["context_text"]]
     assert quoted == ["@USER schreef: [burgemeester] woont op de ADDRESS, zie URL"]
+
+
+def test_masking_catches_surnames_hidden_characters_lookalike_at_signs_and_bare_handles_and_sites():
+    from monitor.pseudonyms import OfficialNames, mask_text
+
+    names = OfficialNames()
+    names.add(1, "Femke Halsema", "burgemeester", ["femkehalsema"])
+    assert mask_text("Halsema, je gaat eraan", names, [1]) == "[burgemeester], je gaat eraan"
+    assert mask_text("Fe\u200bmke Halsema moet weg", names, [1]) == "[burgemeester] moet weg"
+    assert mask_text("\uff20boze_burger kijk op boze.bsky.social en boze-burger.nl", names) == (
+        "@USER kijk op @USER en URL")
+    # Ordinary abbreviations and numbers are not sites.
+    assert mask_text("d.w.z. het plan is o.a. 3.5 keer te duur", names) == "d.w.z. het plan is o.a. 3.5 keer te duur"
