@@ -197,18 +197,50 @@ def login_blocked(db: sqlite_utils.Database, username: str, client: str, attempt
     return max(failures) >= attempts
 
 
-def record_login(db: sqlite_utils.Database, username: str, client: str, succeeded: bool) -> None:
-    """Count a login attempt (never the password); attempts older than a day are dropped.
+def client_key(client: str) -> str:
+    """Return the key a client's attempts are counted under: its address, or its /64 for IPv6 (one subscriber's
+    whole range, or rotating addresses would each get a fresh limit)."""
+    import ipaddress
 
-    The audit log names the user only when the name exists: what someone typed as a name may be their password.
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:64]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def claim_login_attempt(db: sqlite_utils.Database, username: str, client: str, attempts: int,
+                        window_minutes: float) -> int | None:
+    """Check the limit and count this attempt as failed in one write transaction; return its id, or None if blocked.
+
+    Checking and recording apart let parallel requests all pass the check before any was counted. Inside one
+    BEGIN IMMEDIATE they take turns, so a window allows ATTEMPTS tries however many arrive at once. A successful
+    login then marks its attempt (finish_login_attempt).
     """
+    key = client_key(client)
+    with write_transaction(db):
+        if login_blocked(db, username, key, attempts, window_minutes):
+            db.execute("INSERT INTO login_attempts (at, username, client, succeeded) VALUES (?, ?, ?, 0)",
+                       [utcnow(), _name_key(username), key])
+            audit(db, "login.blocked", "user:unknown", {"client": key}, "anonymous")
+            return None
+        attempt = db.execute("INSERT INTO login_attempts (at, username, client, succeeded) VALUES (?, ?, ?, 0)",
+                             [utcnow(), _name_key(username), key]).lastrowid
+        db.execute("DELETE FROM login_attempts WHERE at < ?", [_since(24 * 60)])
+    return attempt
+
+
+def finish_login_attempt(db: sqlite_utils.Database, attempt: int, username: str, client: str,
+                         succeeded: bool) -> None:
+    """Record how a claimed attempt ended: a success un-counts it; the audit log names the user only if they exist."""
     row = db.execute("SELECT id FROM users WHERE username = ?", [username]).fetchone()
     subject = f"user:{row[0]}" if row else "user:unknown"
     with write_transaction(db):
-        db.execute("INSERT INTO login_attempts (at, username, client, succeeded) VALUES (?, ?, ?, ?)",
-                   [utcnow(), _name_key(username), client[:64], int(succeeded)])
-        db.execute("DELETE FROM login_attempts WHERE at < ?", [_since(24 * 60)])
-        audit(db, "login.succeeded" if succeeded else "login.failed", subject, {"client": client[:64]},
+        if succeeded:
+            db.execute("UPDATE login_attempts SET succeeded = 1 WHERE id = ?", [attempt])
+        audit(db, "login.succeeded" if succeeded else "login.failed", subject, {"client": client_key(client)},
               username if succeeded else "anonymous")
 
 

@@ -57,8 +57,8 @@ from .users import (
     disable_user,
     get_user,
     list_users,
-    login_blocked,
-    record_login,
+    claim_login_attempt,
+    finish_login_attempt,
     sign_out,
 )
 
@@ -221,11 +221,11 @@ def create_app(
 
     def _login(request: Request, username: str, password: str) -> User | str:
         client = _client(request)
-        if login_blocked(desk.db, username, client, web.login_attempts, web.login_window_minutes):
-            record_login(desk.db, username, client, False)
+        attempt = claim_login_attempt(desk.db, username, client, web.login_attempts, web.login_window_minutes)
+        if attempt is None:
             return "blocked"
         user = authenticate(desk.db, username, password)
-        record_login(desk.db, username, client, user is not None)
+        finish_login_attempt(desk.db, attempt, username, client, user is not None)
         return user or "wrong"
 
     @app.post("/login", response_class=HTMLResponse)

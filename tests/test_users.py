@@ -79,3 +79,36 @@ def test_disable_passwd_and_assign(workdir):
     assert authenticate(database(), "jdewit", "nog een ander wachtwoord") is None
     assert "disabled" in run("users", "list").output
     assert run("users", "disable", "niemand").exit_code == 2
+
+
+def test_parallel_login_attempts_cannot_pass_the_limit_together(tmp_path):
+    import threading
+
+    from monitor.db import open_db
+    from monitor.users import claim_login_attempt
+
+    path = tmp_path / "w.db"
+    open_db(path).close()
+    claimed, start = [], threading.Barrier(12)
+
+    def attempt() -> None:
+        db = open_db(path)
+        start.wait()
+        claimed.append(claim_login_attempt(db, "anna", "203.0.113.7", attempts=5, window_minutes=15))
+        db.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Checked and counted in one write transaction each: exactly the limit gets through, however many arrive at once.
+    assert sum(result is not None for result in claimed) == 5
+
+
+def test_ipv6_clients_are_counted_per_64_so_rotating_addresses_share_one_limit():
+    from monitor.users import client_key
+
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("203.0.113.7") == "203.0.113.7" and client_key("testclient") == "testclient"
