@@ -28,7 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from . import __version__
 from .categories import CATEGORIES
-from .db import open_db
+from .db import audit, open_db, write_transaction
 from .evidence import EvidenceError, build_evidence_pack
 from .rendering import render
 from .reviews import (
@@ -275,6 +275,10 @@ def create_app(
         items = queue(desk.db, user, filters, desk.settings.timezone, desk.current_model,
                       limit=size + 1, offset=(page_number - 1) * size)
         base = [(k, v) for k, v in params.multi_items() if k != "page"]
+        # The queue shows authors and the start of texts: who saw which mentions is in the audit log (ids only).
+        with write_transaction(desk.db):
+            audit(desk.db, "queue.viewed", f"user:{user.id}",
+                  {"mentions": [item.mention_id for item in items[:size]], "page": page_number}, user.username)
         return page(request, "queue.html", user=user, items=items[:size], filters=filters, problems=problems,
                     officials=visible_officials(desk.db, user), categories=CATEGORIES, platforms=PLATFORMS,
                     statuses=STATUSES, page_number=page_number,
@@ -350,6 +354,8 @@ def create_app(
             raise StarletteHTTPException(404)
         official = next(o for o in visible_officials(desk.db, user) if o["id"] == official_id)
         overview = official_overview(desk.db, official_id, desk.settings.timezone, desk.current_model)
+        with write_transaction(desk.db):
+            audit(desk.db, "official.viewed", f"official:{official_id}", {}, user.username)
         return page(request, "official.html", user=user, official=official, overview=overview,
                     chart=_chart(overview["days"]))
 

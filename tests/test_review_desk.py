@@ -223,6 +223,19 @@ def anna_id(desk) -> int:
         db.close()
 
 
+def test_viewing_the_queue_and_an_official_page_is_in_the_audit_log_with_ids_only(desk, as_user):
+    anna = as_user("anna")
+    anna.get("/queue")
+    anna.get(f"/officials/{desk.anneke}")
+    [(actor, subject, _)] = audit_rows(desk, "queue.viewed")
+    assert (actor, subject) == ("anna", f"user:{anna_id(desk)}")
+    db = open_db(desk.db_path)
+    detail = json.loads(db.execute("SELECT detail FROM audit_log WHERE action = 'queue.viewed'").fetchone()[0])
+    db.close()
+    assert desk.mentions["threat_anneke"] in detail["mentions"] and "woont" not in json.dumps(detail)
+    assert [(a, s) for a, s, _ in audit_rows(desk, "official.viewed")] == [("anna", f"official:{desk.anneke}")]
+
+
 def test_an_absurd_page_number_is_a_normal_page_not_an_error(desk, as_user):
     assert as_user("anna").get("/queue?page=99999999999999999999").status_code == 200
 
