@@ -108,18 +108,20 @@ class OnnxClassifier:
         order = sorted(range(len(rows)), key=lambda index: len(rows[index]))
         for first in range(0, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
-            width = max(len(rows[index]) for index in batch)
-            ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, index in enumerate(batch):
-                ids[row, : len(rows[index])] = rows[index]
-                mask[row, : len(rows[index])] = 1
-            if self.embeddings is None:
-                feed = {"input_ids": ids, "attention_mask": mask}
-            else:
-                feed = {"inputs_embeds": self.embeddings[ids], "attention_mask": mask}
-            window_logits[batch] = self.session.run(["logits"], feed)[0]
+            window_logits[batch] = self.session.run(["logits"], self.feed([rows[index] for index in batch]))[0]
         return window_logits
+
+    def feed(self, rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """Return the graph's inputs for ROWS of piece ids, padded to the longest (also what static int8 calibrates on)."""
+        width = max(len(row) for row in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for number, row in enumerate(rows):
+            ids[number, : len(row)] = row
+            mask[number, : len(row)] = 1
+        if self.embeddings is None:
+            return {"input_ids": ids, "attention_mask": mask}
+        return {"inputs_embeds": self.embeddings[ids], "attention_mask": mask}
 
     def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Return, in input order, a dict of category -> calibrated probability for each text."""

@@ -190,3 +190,19 @@ def test_a_dynamically_quantised_export_is_read_back_as_float_matmuls(tiny_model
     assert not any(node.op_type in ("DynamicQuantizeLinear", "MatMulInteger") for node in graph.node)
     restored = read_onnx_classifier(tmp_path / "fp32")
     np.testing.assert_allclose(restored.logits(TEXTS), model.logits(TEXTS), atol=0.05)
+
+
+def test_a_static_int8_export_keeps_scores_independent_of_the_batch_and_close_to_float(tiny_model, tmp_path):
+    import onnx
+
+    model, _ = tiny_model
+    card = write_onnx_artifact(model, tmp_path / "static", quantise=True, card={"version": "test"},
+                               calibration_texts=TEXTS * 5)
+    assert card["quantised"].startswith("int8: inputs at scales fixed on 20 texts")
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "static" / "model.onnx")).graph.node}
+    assert "QLinearMatMul" in ops and "MatMulNBits" in ops and "DynamicQuantizeLinear" not in ops
+    classifier = read_onnx_classifier(tmp_path / "static", batch_size=32)
+    together = classifier.logits(TEXTS + ["wethouder " * 40])
+    for index, text in enumerate(TEXTS):
+        assert np.abs(classifier.logits([text])[0] - together[index]).max() <= 1e-4
+    np.testing.assert_allclose(together[: len(TEXTS)], model.logits(TEXTS), atol=0.1)

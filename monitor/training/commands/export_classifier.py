@@ -44,6 +44,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-pieces", type=int, default=30000, help="vocabulary size after pruning (default 30000); 0 keeps the base model's "
                              "vocabulary unpruned (needed for tokenizers other than a Unigram one, e.g. BERTje's)")
     parser.add_argument("--no-quantise", action="store_true", help="keep float32 weights")
+    parser.add_argument("--static-calibration", metavar="FORMAT:PATH",
+                        help="quantise with input scales fixed on every 30th text of this set, up to 240 (faster "
+                             "scoring at the same scores; e.g. corpus:train); default: inputs quantised per row")
     parser.add_argument("--version", default="2026.12.0", help="model version written next to every score")
     return parser.parse_args(argv)
 
@@ -84,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     written = write_onnx_artifact(model, arguments.out, dutch_texts if arguments.max_pieces else None,
                                   arguments.max_pieces,
-                                  quantise=not arguments.no_quantise, card=card, other_texts=other_texts)
+                                  quantise=not arguments.no_quantise, card=card, other_texts=other_texts,
+                                  calibration_texts=[r.text for r in read_dataset(arguments.static_calibration)][::30][:240]
+                                  if arguments.static_calibration else None)
     size = sum(path.stat().st_size for path in arguments.out.iterdir() if path.is_file())
     started = time.perf_counter()
     classifier = read_onnx_classifier(arguments.out)
