@@ -87,8 +87,7 @@ def redact_kept_mentions(db: sqlite_utils.Database, mention_ids: list[int], name
     handles in it are their personal data. The stored SHA-256 of the raw payload still identifies the post as
     received, so evidence for the others can be matched to the platform's copy.
     """
-    handles = [handle for _, handle in accounts]
-    patterns = [p for p in (_handle_pattern(handles),) if p is not None]
+    patterns = [_handle_pattern([handle for _, handle in accounts])] if accounts else []
     if name.strip():
         patterns.append(re.compile(rf"(?<!\w){re.escape(name.strip())}(?!\w)", re.IGNORECASE))
     if not patterns or not mention_ids:

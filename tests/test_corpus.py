@@ -8,13 +8,13 @@ from monitor.training.corpus import (
     HARD_NEGATIVE_PHENOMENA,
     PHENOMENA,
     agreement,
-    cohen_kappa,
     corpus_files,
     phenomenon_report,
     read_corpus,
     read_family,
     split_overlaps,
 )
+from monitor.agreement import cohen_kappa
 from monitor.training.datasets import DatasetError, dataset_part, read_dataset
 
 
@@ -95,7 +95,8 @@ def test_agreement_reports_kappa_per_category_and_the_disagreements():
     second = {"a": base, "b": base, "c": base | {"aggression": 0, "threat": 0, "target": "none"}, "x": base}
     report = agreement(first, second)
     assert report["items"] == 3 and report["disagreements"]["threat"] == ["b"]
-    assert report["kappa"]["aggression"] == 1.0 and report["agreement"]["threat"] == pytest.approx(0.667, abs=1e-3)
+    assert report["kappa"]["aggression"] == 1.0 and report["kappa"]["identity_attack"] == 1.0
+    assert report["agreement"]["threat"] == pytest.approx(0.667, abs=1e-3)
 
 
 def test_phenomenon_report_counts_recall_on_positives_and_false_alarms_on_hard_negatives(evaluation):

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..agreement import cohen_kappa
 from .datasets import CATEGORIES, DatasetError, LabelledText
 
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "models" / "corpus"
@@ -159,17 +160,6 @@ def split_overlaps(train: Iterable[CorpusMessage], evaluation: Iterable[CorpusMe
     }
 
 
-def cohen_kappa(first: Sequence[int], second: Sequence[int]) -> float:
-    """Return Cohen's kappa of two labellers' 0/1 labels on the same items (1.0 when both agree on one label)."""
-    if len(first) != len(second) or not first:
-        raise ValueError("kappa needs two equally long, non-empty label lists")
-    n = len(first)
-    observed = sum(a == b for a, b in zip(first, second)) / n
-    p1, p2 = sum(first) / n, sum(second) / n
-    expected = p1 * p2 + (1 - p1) * (1 - p2)
-    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
-
-
 def agreement(first: Mapping[str, Mapping[str, object]], second: Mapping[str, Mapping[str, object]]) -> dict:
     """Return kappa per category (and raw agreement on target) over the ids both labellers labelled."""
     ids = sorted(set(first) & set(second))
@@ -177,7 +167,9 @@ def agreement(first: Mapping[str, Mapping[str, object]], second: Mapping[str, Ma
     for category in CATEGORIES:
         a = [int(first[i][category]) for i in ids]
         b = [int(second[i][category]) for i in ids]
-        report["kappa"][category] = round(cohen_kappa(a, b), 3)
+        kappa = cohen_kappa(a, b)
+        # Undefined only when both labellers gave one and the same label to every item: full agreement.
+        report["kappa"][category] = round(kappa, 3) if kappa is not None else 1.0
         report["agreement"][category] = round(sum(x == y for x, y in zip(a, b)) / len(ids), 3)
         report["disagreements"][category] = [i for i, x, y in zip(ids, a, b) if x != y]
     targets = [first[i]["target"] == second[i]["target"] for i in ids]

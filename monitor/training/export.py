@@ -356,9 +356,10 @@ def write_onnx_artifact(
                     "rows": int(len(ids)), "sha256": embeddings_digest(rows)}
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_onnx(model, Path(tmp) / "model.onnx", keep, external_embeddings=external is not None)
-        (out_dir / "model.onnx").write_bytes(exported.read_bytes())
         if quantise and not calibration_texts:
             quantise_int8(exported, out_dir / "model.onnx")
+        else:  # float, or float until the static quantisation below has calibrated on it
+            (out_dir / "model.onnx").write_bytes(exported.read_bytes())
     pad_piece = model.tokenizer.pad_token
     pad_id = next(i for i, (piece, _) in enumerate(tokenizer_json["model"]["vocab"]) if piece == pad_piece)
     written = {
