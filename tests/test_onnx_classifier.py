@@ -179,13 +179,13 @@ def test_a_dynamically_quantised_export_is_read_back_as_float_matmuls(tiny_model
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from monitor.training.export import dequantise_dynamic_int8
+    from monitor.training.export import dequantise_int8
 
     model, _ = tiny_model
     write_onnx_artifact(model, tmp_path / "fp32", quantise=False, card={"version": "test"})
     quantize_dynamic(str(tmp_path / "fp32" / "model.onnx"), str(tmp_path / "dynamic.onnx"),
                      weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
-    dequantise_dynamic_int8(tmp_path / "dynamic.onnx", tmp_path / "fp32" / "model.onnx")
+    dequantise_int8(tmp_path / "dynamic.onnx", tmp_path / "fp32" / "model.onnx")
     graph = onnx.load(str(tmp_path / "fp32" / "model.onnx")).graph
     assert not any(node.op_type in ("DynamicQuantizeLinear", "MatMulInteger") for node in graph.node)
     restored = read_onnx_classifier(tmp_path / "fp32")
@@ -199,10 +199,65 @@ def test_a_static_int8_export_keeps_scores_independent_of_the_batch_and_close_to
     card = write_onnx_artifact(model, tmp_path / "static", quantise=True, card={"version": "test"},
                                calibration_texts=TEXTS * 5)
     assert card["quantised"].startswith("int8: inputs at scales fixed on 20 texts")
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "static" / "model.onnx")).graph.node}
-    assert "QLinearMatMul" in ops and "MatMulNBits" in ops and "DynamicQuantizeLinear" not in ops
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "static" / "model.onnx")).graph.node]
+    # Two layers: attention fused, feed-forward outputs quantised per row, every other projection at fixed scales.
+    assert ops.count("MultiHeadAttention") == 2 and ops.count("MatMulInteger") == 2
+    assert "QLinearMatMul" in ops and not {"DynamicQuantizeLinear", "MatMulNBits", "Softmax"} & set(ops)
     classifier = read_onnx_classifier(tmp_path / "static", batch_size=32)
     together = classifier.logits(TEXTS + ["wethouder " * 40])
     for index, text in enumerate(TEXTS):
         assert np.abs(classifier.logits([text])[0] - together[index]).max() <= 1e-4
     np.testing.assert_allclose(together[: len(TEXTS)], model.logits(TEXTS), atol=0.1)
+
+
+def test_fused_attention_scores_as_the_spelled_out_graph(tiny_model, tmp_path):
+    import onnx
+
+    from monitor.training.export import fuse_attention
+
+    model, _ = tiny_model
+    write_onnx_artifact(model, tmp_path / "float", quantise=False, card={"version": "test"})
+    spelled_out = read_onnx_classifier(tmp_path / "float", batch_size=32).logits(TEXTS + ["wethouder " * 40])
+    fuse_attention(tmp_path / "float" / "model.onnx", tmp_path / "float" / "model.onnx")
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "float" / "model.onnx")).graph.node]
+    assert ops.count("MultiHeadAttention") == 2 and "Softmax" not in ops and "Transpose" not in ops
+    # Padding is masked alike: the short texts share a batch with a long one.
+    fused = read_onnx_classifier(tmp_path / "float", batch_size=32).logits(TEXTS + ["wethouder " * 40])
+    np.testing.assert_allclose(fused, spelled_out, atol=1e-4)
+
+
+def test_feed_forward_outputs_quantised_per_row_stay_close_to_float_and_apart(tiny_model, tmp_path):
+    from monitor.training.export import quantise_feed_forward_per_row
+
+    model, _ = tiny_model
+    write_onnx_artifact(model, tmp_path / "float", quantise=False, card={"version": "test"})
+    reference = model.logits(TEXTS)
+    quantise_feed_forward_per_row(tmp_path / "float" / "model.onnx", tmp_path / "float" / "model.onnx")
+    classifier = read_onnx_classifier(tmp_path / "float", batch_size=32)
+    together = classifier.logits(TEXTS)
+    np.testing.assert_allclose(together, reference, atol=0.05)
+    # A row with values 100 times larger in the same batch does not coarsen the others' quantisation.
+    loud = classifier.logits(["wethouder " * 30] + TEXTS)
+    np.testing.assert_allclose(loud[1:], together, atol=1e-5)
+
+
+def test_a_shipped_artifact_is_quantised_again_from_its_own_int8_weights(tiny_model, tmp_path):
+    import onnx
+
+    from monitor.training.export import requantise_artifact
+
+    model, _ = tiny_model
+    write_onnx_artifact(model, tmp_path / "old", quantise=True, card={"version": "2026.1.0",
+                                                                      "thresholds": {"threat": 0.6}})
+    old = read_onnx_classifier(tmp_path / "old")
+    with pytest.raises(ValueError, match="another folder"):
+        requantise_artifact(tmp_path / "old", tmp_path / "old", TEXTS * 5, "2026.1.1")
+    card = requantise_artifact(tmp_path / "old", tmp_path / "new", TEXTS * 5, "2026.1.1")
+    assert card["version"] == "2026.1.1" and card["requantised_from"] == "2026.1.0"
+    assert card["thresholds"] == {"threat": 0.6} and card["temperatures"]["threat"] == 2.0
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "new" / "model.onnx")).graph.node}
+    assert {"QLinearMatMul", "MatMulInteger", "MultiHeadAttention"} <= ops and "MatMulNBits" not in ops
+    new = read_onnx_classifier(tmp_path / "new")
+    assert new.version == "2026.1.1"
+    assert (tmp_path / "new" / "tokenizer.json").read_bytes() == (tmp_path / "old" / "tokenizer.json").read_bytes()
+    np.testing.assert_allclose(new.logits(TEXTS), old.logits(TEXTS), atol=0.1)

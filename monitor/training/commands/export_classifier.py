@@ -10,8 +10,15 @@ Example:
 The vocabulary is pruned to the pieces that the --vocab-data texts (plus the training template families and the
 bundled sample mentions) use, up to --max-pieces: every single-character piece (so any text still tokenises), then
 every piece the Dutch texts use, then the most frequent pieces of the other languages. Dutch comes first because a
-Dutch text whose pieces were all kept tokenises exactly as before, and so scores exactly as the checkpoint does. Only piece statistics leave the datasets, never their text. The script then checks the artifact:
-size, load time, and agreement with the checkpoint's torch logits on held-out texts.
+Dutch text whose pieces were all kept tokenises exactly as before, and so scores exactly as the checkpoint does. Only
+piece statistics leave the datasets, never their text. The script then checks the artifact: size, load time, and
+agreement with the checkpoint's torch logits on held-out texts.
+
+Example (quantise a shipped artifact again, the current way, when its float checkpoint is gone; the check then
+compares with the source artifact):
+
+    python scripts/export_classifier.py --from-artifact models/weerbaar-e5-ft --out var/e5-ft-requantised \
+        --static-calibration corpus:train --version 2026.12.3
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ SAMPLE = PROJECT_ROOT / "config" / "samples" / "mentions.jsonl"
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="folder written by train_classifier.py --out")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="folder written by train_classifier.py --out")
+    source.add_argument("--from-artifact", type=Path, metavar="DIR",
+                        help="an exported artifact folder to quantise again (needs --static-calibration)")
     parser.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     parser.add_argument("--vocab-data", action="append", default=[], metavar="FORMAT:PATH",
                         help=f"texts whose pieces the vocabulary keeps (repeatable); formats: {', '.join(READERS)}")
@@ -64,9 +74,59 @@ def sample_texts() -> list[str]:
     return texts
 
 
+def calibration_texts(spec: str) -> list[str]:
+    """Return the texts static quantisation fixes its scales on: every 30th text of the set SPEC, up to 240."""
+    return [r.text for r in read_dataset(spec)][::30][:240]
+
+
+def agreement_report(out: Path, reference: np.ndarray, exported: np.ndarray, categories, load_seconds: float,
+                     check_texts: int, **extra) -> dict:
+    """Return what main prints: the artifact's files and size, and how its logits agree with the REFERENCE ones."""
+    difference = np.abs(reference - exported)
+    return {
+        "out": str(out),
+        "files": {path.name: path.stat().st_size for path in sorted(out.iterdir())},
+        "total_bytes": sum(path.stat().st_size for path in out.iterdir() if path.is_file()),
+        **extra,
+        "load_seconds": round(load_seconds, 2),
+        "check_texts": check_texts,
+        "max_abs_logit_difference": round(float(difference.max()), 4),
+        "mean_abs_logit_difference": round(float(difference.mean()), 4),
+        "sign_agreement": {category: float(np.mean((reference[:, i] > 0) == (exported[:, i] > 0)))
+                           for i, category in enumerate(categories)},
+    }
+
+
+def check_texts() -> list[str]:
+    """Return the texts the artifact is checked on: evaluation template families and bundled sample mentions."""
+    return [t.text for t in generate_templates(1, 10, EVALUATION)] + sample_texts()[:200]
+
+
+def requantise(arguments) -> int:
+    """Quantise the artifact --from-artifact again into --out and compare the two."""
+    from monitor.training.export import requantise_artifact
+
+    if not arguments.static_calibration:
+        raise SystemExit("--from-artifact needs --static-calibration FORMAT:PATH (the texts that fix the scales)")
+    requantise_artifact(arguments.from_artifact, arguments.out, calibration_texts(arguments.static_calibration),
+                        arguments.version)
+    started = time.perf_counter()
+    classifier = read_onnx_classifier(arguments.out)
+    classifier.score(["opwarmen"])
+    load_seconds = time.perf_counter() - started
+    texts = check_texts()
+    source = read_onnx_classifier(arguments.from_artifact)
+    print(json.dumps(agreement_report(arguments.out, source.logits(texts), classifier.logits(texts),
+                                      classifier.categories, load_seconds, len(texts),
+                                      compared_with=str(arguments.from_artifact)), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Export, then check the artifact against the checkpoint."""
     arguments = parse_arguments(argv)
+    if arguments.from_artifact:
+        return requantise(arguments)
     import torch
 
     torch.set_num_threads(2)
@@ -88,32 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     written = write_onnx_artifact(model, arguments.out, dutch_texts if arguments.max_pieces else None,
                                   arguments.max_pieces,
                                   quantise=not arguments.no_quantise, card=card, other_texts=other_texts,
-                                  calibration_texts=[r.text for r in read_dataset(arguments.static_calibration)][::30][:240]
+                                  calibration_texts=calibration_texts(arguments.static_calibration)
                                   if arguments.static_calibration else None)
-    size = sum(path.stat().st_size for path in arguments.out.iterdir() if path.is_file())
     started = time.perf_counter()
     classifier = read_onnx_classifier(arguments.out)
     classifier.score(["opwarmen"])
     load_seconds = time.perf_counter() - started
-    check = [t.text for t in generate_templates(1, 10, EVALUATION)] + sample_texts()[:200]
-    reference = model.logits(check)
-    exported = classifier.logits(check)
-    difference = np.abs(reference - exported)
-    agreement = {
-        category: float(np.mean((reference[:, i] > 0) == (exported[:, i] > 0)))
-        for i, category in enumerate(model.config.categories)
-    }
-    print(json.dumps({
-        "out": str(arguments.out),
-        "files": {path.name: path.stat().st_size for path in sorted(arguments.out.iterdir())},
-        "total_bytes": size,
-        "vocabulary_pieces": written["vocabulary_pieces"],
-        "load_seconds": round(load_seconds, 2),
-        "check_texts": len(check),
-        "max_abs_logit_difference": round(float(difference.max()), 4),
-        "mean_abs_logit_difference": round(float(difference.mean()), 4),
-        "sign_agreement": agreement,
-    }, indent=2))
+    texts = check_texts()
+    print(json.dumps(agreement_report(arguments.out, model.logits(texts), classifier.logits(texts),
+                                      model.config.categories, load_seconds, len(texts),
+                                      vocabulary_pieces=written["vocabulary_pieces"]), indent=2))
     return 0
 
 
