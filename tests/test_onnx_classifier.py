@@ -261,3 +261,7 @@ def test_a_shipped_artifact_is_quantised_again_from_its_own_int8_weights(tiny_mo
     assert new.version == "2026.1.1"
     assert (tmp_path / "new" / "tokenizer.json").read_bytes() == (tmp_path / "old" / "tokenizer.json").read_bytes()
     np.testing.assert_allclose(new.logits(TEXTS), old.logits(TEXTS), atol=0.1)
+    # Its per-row feed-forward outputs cannot be read back yet: a clear error, and nothing written beside the graph.
+    with pytest.raises(ValueError, match="cannot be read back as floats"):
+        requantise_artifact(tmp_path / "new", tmp_path / "again", TEXTS * 5, "2026.1.2")
+    assert not (tmp_path / "again" / "model.json").exists()

@@ -191,19 +191,20 @@ def fuse_attention(source: Path | str, target: Path | str) -> Path:
     by_name = {node.name: node for node in graph.node}
 
     mask = "attention_mask_int32"
-    fused = [helper.make_node("Cast", ["attention_mask"], [mask], to=onnx.TensorProto.INT32, name="attention_mask/Cast")]
+    # Each MultiHeadAttention goes right before the output projection that reads it, which keeps the order topological.
+    before = {}
     layers = [node.name.removesuffix("/attention/self/query/MatMul") for node in graph.node
               if node.name.endswith("/attention/self/query/MatMul")]
     if not layers:
         raise ValueError(f"{source}: no attention layers named like .../attention/self/query/MatMul")
     for layer in layers:
         projections = [by_name[f"{layer}/attention/self/{part}/MatMul"] for part in ("query", "key", "value")]
-        biases = []
+        adds, biases = [], []
         for projection in projections:
-            (add,) = consumers[projection.output[0]]
+            (add,) = consumers[projection.output[0]]  # the bias, then the reshape into heads
+            adds.append(add)
             biases.append(constant(next(name for name in add.input if name != projection.output[0])))
-        (add,) = consumers[projections[0].output[0]]
-        (reshape,) = consumers[add.output[0]]
+        (reshape,) = consumers[adds[0].output[0]]
         shape = producer[reshape.input[1]]  # Concat(batch, length, heads or -1, head size)
         size = int(constant(shape.input[3]).reshape(-1)[0])
         heads = biases[0].shape[0] // size
@@ -212,19 +213,17 @@ def fuse_attention(source: Path | str, target: Path | str) -> Path:
         bias = f"{layer}/attention/qkv_bias"
         graph.initializer.append(numpy_helper.from_array(np.concatenate(biases).astype(np.float32), bias))
         context = f"{layer}/attention/MultiHeadAttention_output_0"
-        fused.append(helper.make_node("MultiHeadAttention", [p.output[0] for p in projections] + [bias, mask],
-                                      [context], name=f"{layer}/attention/MultiHeadAttention", domain="com.microsoft",
-                                      num_heads=heads))
-        by_name[f"{layer}/attention/output/dense/MatMul"].input[0] = context
+        output_projection = by_name[f"{layer}/attention/output/dense/MatMul"]
+        before[output_projection.name] = helper.make_node(
+            "MultiHeadAttention", [p.output[0] for p in projections] + [bias, mask], [context],
+            name=f"{layer}/attention/MultiHeadAttention", domain="com.microsoft", num_heads=heads)
+        output_projection.input[0] = context
         # ONNX's shape inference does not know the com.microsoft ops; the quantiser's calibration needs the type.
         graph.value_info.append(helper.make_tensor_value_info(context, onnx.TensorProto.FLOAT,
                                                               ["batch", "length", heads * size]))
-    nodes = list(graph.node) + fused
-    order = {node.name: number for number, node in enumerate(graph.node)}
-    # Topological order: each MultiHeadAttention right before the output projection that reads it.
-    nodes.sort(key=lambda node: order[node.name] if node.name in order else
-               order[node.name.removesuffix("/MultiHeadAttention") + "/output/dense/MatMul"] - 0.5
-               if node.op_type == "MultiHeadAttention" else -1)
+    nodes = [helper.make_node("Cast", ["attention_mask"], [mask], to=onnx.TensorProto.INT32, name="attention_mask/Cast")]
+    for node in graph.node:
+        nodes.extend((before[node.name], node) if node.name in before else (node,))
     keep_used(graph, nodes)  # the spelled-out attention, which nothing reads any more, goes
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
@@ -417,6 +416,9 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
             continue
         quantised_input, weights, _, weight_zero = node.input
         quantise = producer[quantised_input]
+        if quantise.op_type != "DynamicQuantizeLinear":
+            raise ValueError(f"{source}: {node.name} is not a dynamic int8 MatMul; feed-forward outputs quantised per "
+                             "row (2026.12.3 and later) cannot be read back as floats")
         cast = consumers[node.output[0]][0]
         rescale = consumers[cast.output[0]][0]
         scales = producer[next(name for name in rescale.input if name != cast.output[0])]
@@ -523,13 +525,17 @@ def write_onnx_artifact(
         "normalisation": model.config.normalisation,
     }
     if quantise and calibration_texts:
-        written["quantised"] = (f"int8: inputs at scales fixed on {len(calibration_texts)} texts (QLinearMatMul), "
-                                "feed-forward outputs with inputs quantised per row (MatMulInteger); attention "
-                                "fused (MultiHeadAttention)")
+        written["quantised"] = static_quantisation_note(len(calibration_texts))
     (out_dir / "model.json").write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if quantise and calibration_texts:
         quantise_artifact_static(out_dir, calibration_texts)
     return written
+
+
+def static_quantisation_note(calibration_texts: int) -> str:
+    """Return what model.json says of a graph quantised by quantise_static_int8 on that many calibration texts."""
+    return (f"int8: inputs at scales fixed on {calibration_texts} texts (QLinearMatMul), feed-forward outputs with "
+            "inputs quantised per row (MatMulInteger); attention fused (MultiHeadAttention)")
 
 
 def quantise_artifact_static(out_dir: Path | str, calibration_texts: Sequence[str]) -> None:
@@ -563,16 +569,14 @@ def requantise_artifact(source_dir: Path | str, out_dir: Path | str, calibration
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     if source_dir.resolve() == out_dir.resolve():
         raise ValueError(f"{out_dir}: write the requantised artifact to another folder than its source")
+    card = json.loads((source_dir / CARD_FILE).read_text(encoding="utf-8"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    dequantise_int8(source_dir / MODEL_FILE, out_dir / MODEL_FILE)  # first: a graph it cannot read stops here
     for name in (TOKENIZER_FILE, PIECE_IDS_FILE):
         if (source_dir / name).exists():
             shutil.copyfile(source_dir / name, out_dir / name)
-    card = json.loads((source_dir / CARD_FILE).read_text(encoding="utf-8"))
-    dequantise_int8(source_dir / MODEL_FILE, out_dir / MODEL_FILE)
     card.update(version=version, requantised_from=card.get("version"), input_quantisation="per-row",
-                quantised=f"int8: inputs at scales fixed on {len(calibration_texts)} texts (QLinearMatMul), "
-                          "feed-forward outputs with inputs quantised per row (MatMulInteger); attention fused "
-                          "(MultiHeadAttention)")
+                quantised=static_quantisation_note(len(calibration_texts)))
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     quantise_artifact_static(out_dir, calibration_texts)
     return card

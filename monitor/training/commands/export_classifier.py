@@ -102,18 +102,26 @@ def check_texts() -> list[str]:
     return [t.text for t in generate_templates(1, 10, EVALUATION)] + sample_texts()[:200]
 
 
+def timed_load(out: Path):
+    """Return the artifact in OUT read as the scorer reads it, and the seconds that took up to its first score."""
+    started = time.perf_counter()
+    classifier = read_onnx_classifier(out)
+    classifier.score(["opwarmen"])
+    return classifier, time.perf_counter() - started
+
+
 def requantise(arguments) -> int:
     """Quantise the artifact --from-artifact again into --out and compare the two."""
     from monitor.training.export import requantise_artifact
 
     if not arguments.static_calibration:
         raise SystemExit("--from-artifact needs --static-calibration FORMAT:PATH (the texts that fix the scales)")
-    requantise_artifact(arguments.from_artifact, arguments.out, calibration_texts(arguments.static_calibration),
-                        arguments.version)
-    started = time.perf_counter()
-    classifier = read_onnx_classifier(arguments.out)
-    classifier.score(["opwarmen"])
-    load_seconds = time.perf_counter() - started
+    try:
+        requantise_artifact(arguments.from_artifact, arguments.out, calibration_texts(arguments.static_calibration),
+                            arguments.version)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    classifier, load_seconds = timed_load(arguments.out)
     texts = check_texts()
     source = read_onnx_classifier(arguments.from_artifact)
     print(json.dumps(agreement_report(arguments.out, source.logits(texts), classifier.logits(texts),
@@ -150,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                                   quantise=not arguments.no_quantise, card=card, other_texts=other_texts,
                                   calibration_texts=calibration_texts(arguments.static_calibration)
                                   if arguments.static_calibration else None)
-    started = time.perf_counter()
-    classifier = read_onnx_classifier(arguments.out)
-    classifier.score(["opwarmen"])
-    load_seconds = time.perf_counter() - started
+    classifier, load_seconds = timed_load(arguments.out)
     texts = check_texts()
     print(json.dumps(agreement_report(arguments.out, model.logits(texts), classifier.logits(texts),
                                       model.config.categories, load_seconds, len(texts),
