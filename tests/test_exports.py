@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 
 import pytest
 from click.testing import CliRunner
@@ -32,6 +33,33 @@ def _planted_file(path):
             out.write(json.dumps({"platform": platform, "id": post_id, "text": text, "created_at":
                                   f"2026-11-2{number}T10:00:00Z", "author": handle[platform], "author_id":
                                   f"77{number}", "url": f"https://example.social/{handle[platform]}/{number}"}) + "\n")
+
+
+def _write_posts(path, posts, first_id):
+    """Write POSTS (platform, text) as a generic import file; post ids count up from FIRST_ID."""
+    with path.open("w", encoding="utf-8") as out:
+        for number, (platform, text) in enumerate(posts):
+            out.write(json.dumps({"platform": platform, "id": str(first_id + number), "text": text, "created_at":
+                                  f"2026-11-2{number % 8}T11:00:00Z", "author": "@herrie_de_boze", "author_id":
+                                  "7701", "url": f"https://example.social/boos/{first_id + number}"},
+                                 ensure_ascii=False) + "\n")
+
+
+def _register(workdir, officials):
+    """Register OFFICIALS (name, role, body_type, body_name, x handle) with a consent for X, through the CLI."""
+    with (workdir / "more-officials.csv").open("w", encoding="utf-8", newline="") as out:
+        out.write("name,role,body_type,body_name,x_handle,consent_date,consent_scope,consent_recorded_by\n")
+        for name, role, body_type, body_name, handle in officials:
+            out.write(f"{name},{role},{body_type},{body_name},{handle},2026-10-01,x,griffie: T. Test\n")
+    result = CliRunner().invoke(cli, ["officials", "import", "more-officials.csv"])
+    assert result.exit_code == 0, result.output
+
+
+def _import_posts(workdir, posts, first_id):
+    """Import POSTS (platform, text) through the pipeline, as the planted posts are."""
+    _write_posts(workdir / f"posts-{first_id}.jsonl", posts, first_id)
+    result = CliRunner().invoke(cli, ["import", f"posts-{first_id}.jsonl", "--format", "generic"])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.fixture
@@ -290,3 +318,29 @@ def test_masking_catches_surnames_hidden_characters_lookalike_at_signs_and_bare_
         "@USER kijk op @USER en URL")
     # Ordinary abbreviations and numbers are not sites.
     assert mask_text("d.w.z. het plan is o.a. 3.5 keer te duur", names) == "d.w.z. het plan is o.a. 3.5 keer te duur"
+
+
+def test_names_are_masked_whatever_their_accents_unicode_form_or_apostrophe(filled, workdir):
+    db = filled["db"]
+    nfd = lambda text: unicodedata.normalize("NFD", text)  # noqa: E731
+    # Hélène Dupont was registered from a file in decomposed form (as a Mac writes it); the others are composed.
+    _register(workdir, [("Ayşe Öztürk", "raadslid", "gemeente", "Gemeente Zwolle", "@AyseOzturk"),
+                        (nfd("Hélène Dupont"), "wethouder", "gemeente", "Gemeente Zwolle", "@HeleneDupont"),
+                        ("Pieter d'Hondt", "griffier", "gemeente", "Gemeente Zwolle", "@PdHondt")])
+    assert db.execute("SELECT count(*) FROM officials WHERE name = ?", [nfd("Hélène Dupont")]).fetchone()[0] == 1
+    # Around the names: "ß" folds to two letters and "m" with a combining tilde to one, so the folded copy is
+    # longer, then shorter, than the text; a wrong map back would cut into the words beside the names.
+    posts = [
+        ("x", f"@AnnekeVisserZw Ozturk uit de Straße zei tegen {nfd('Hélène')} Dupont dat d’Hondt m\u0303oet gaan."),
+        ("x", "@AnnekeVisserZw AYŞE ÖZTÜRK en Helene Dupont! Pieter d‘Hondt 🙂 en Wilma Dekker‐Bos, Dekker-Bos."),
+    ]
+    _import_posts(workdir, posts, 99100)
+    stored = [r[0] for r in db.execute("SELECT text FROM mentions WHERE post_id IN ('99100', '99101') ORDER BY post_id")]
+    assert stored == [text for _, text in posts]  # stored as posted, decomposed letters and all
+    assert CliRunner().invoke(cli, ["export", "out"]).exit_code == 0
+    texts = {r["text"] for r in read_export(workdir / "out" / "mentions.jsonl")}
+    assert "@OFFICIAL [raadslid] uit de Straße zei tegen [wethouder] dat [griffier] m\u0303oet gaan." in texts
+    assert "@OFFICIAL [raadslid] en [wethouder]! [griffier] 🙂 en [commissaris], [commissaris]." in texts
+    lower = "\n".join(texts).lower()
+    for spelling in ("ozturk", "öztürk", "helene", "hélène", nfd("hélène"), "hondt", "dupont", "dekker"):
+        assert spelling not in lower, spelling
