@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from monitor.cli import cli
 from monitor.db import open_db
 from monitor.exports import SCHEMA_VERSION, Sampling, read_export, sample_ids
-from monitor.pseudonyms import OfficialNames, mask_text
+from monitor.pseudonyms import OfficialNames, Pseudonymiser, mask_text
 
 KEY = "k" * 40
 # Posts written to leak: official names in several spellings, bare and @handles, links, e-mail, phones, addresses.
@@ -162,7 +163,8 @@ def test_no_handle_name_url_email_or_phone_survives_in_any_format(filled, workdi
 
 def test_the_withdrawn_official_is_never_exported(filled, workdir):
     db = filled["db"]
-    result = CliRunner().invoke(cli, ["export", "out", "--with-body"])
+    # Every sample official has a body of their own, which small-cell protection would empty: this is about consent.
+    result = CliRunner().invoke(cli, ["export", "out", "--with-body", "--min-officials", "1"])
     assert result.exit_code == 0, result.output
     rows = list(read_export(workdir / "out" / "mentions.jsonl"))
     body_names = {t["body_name"] for r in rows for t in r["targets"]}
@@ -335,7 +337,8 @@ def test_names_are_masked_whatever_their_accents_unicode_form_or_apostrophe(fill
         ("x", "@AnnekeVisserZw AYŞE ÖZTÜRK en Helene Dupont! Pieter d‘Hondt 🙂 en Wilma Dekker‐Bos, Dekker-Bos."),
     ]
     _import_posts(workdir, posts, 99100)
-    stored = [r[0] for r in db.execute("SELECT text FROM mentions WHERE post_id IN ('99100', '99101') ORDER BY post_id")]
+    stored = [r[0] for r in db.execute("SELECT text FROM mentions WHERE post_id IN ('99100', '99101') "
+                                       "ORDER BY post_id")]
     assert stored == [text for _, text in posts]  # stored as posted, decomposed letters and all
     assert CliRunner().invoke(cli, ["export", "out"]).exit_code == 0
     texts = {r["text"] for r in read_export(workdir / "out" / "mentions.jsonl")}
@@ -344,3 +347,69 @@ def test_names_are_masked_whatever_their_accents_unicode_form_or_apostrophe(fill
     lower = "\n".join(texts).lower()
     for spelling in ("ozturk", "öztürk", "helene", "hélène", nfd("hélène"), "hondt", "dupont", "dekker"):
         assert spelling not in lower, spelling
+
+
+def test_a_role_and_body_type_few_officials_share_are_generalised(filled, workdir):
+    db = filled["db"]
+    # Two more wethouders of Apeldoorn, beside Ruud Hoekstra there and Lotte de Graaf in Emmen: four in gemeenten.
+    _register(workdir, [("Karin Bakker", "wethouder", "gemeente", "Gemeente Apeldoorn", "@KarinBakkerWH"),
+                        ("Youssef Amrani", "wethouder", "gemeente", "Gemeente Apeldoorn", "@YoussefAmraniWH")])
+    _import_posts(workdir, [("x", "@KarinBakkerWH jij bent een schande"), ("x", "@YoussefAmraniWH ga toch weg")],
+                  99200)
+    ids = {name: db.execute("SELECT id FROM officials WHERE name = ?", [name]).fetchone()[0]
+           for name in ("Anneke Visser", "Ruud Hoekstra", "Lotte de Graaf", "Karin Bakker", "Youssef Amrani",
+                        "Harm Jan Oosterveld", "Ingrid Mulder", "Bas Verhoeven")}
+    official = {name: Pseudonymiser(KEY.encode()).pseudonym("official", i) for name, i in ids.items()}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["export", "out"]).exit_code == 0
+    assert runner.invoke(cli, ["export", "named", "--with-body"]).exit_code == 0
+
+    def shown(folder) -> tuple[dict, list[dict]]:
+        rows = list(read_export(workdir / folder / "mentions.jsonl"))
+        cells = {}
+        for target in (t for r in rows for t in r["targets"]):
+            cell = (target["role"], target["body_type"], target["body_name"])
+            assert cells.setdefault(target["official"], cell) == cell  # one official, one cell
+        return cells, rows
+
+    cells, rows = shown("out")
+    # Four wethouders in gemeenten: shown as they are.
+    for name in ("Ruud Hoekstra", "Lotte de Graaf", "Karin Bakker", "Youssef Amrani"):
+        assert cells[official[name]] == ("wethouder", "gemeente", None), name
+    # The only dijkgraaf joins the two heemraden as the three executives of waterschappen.
+    for name in ("Harm Jan Oosterveld", "Ingrid Mulder", "Bas Verhoeven"):
+        assert cells[official[name]] == ("executive", "waterschap", None), name
+    # The only burgemeester would be the only executive left in gemeenten: neither role nor body type is shown.
+    assert cells[official["Anneke Visser"]] == (None, None, None)
+    shown_cells = Counter(cells.values())
+    assert all(count >= 3 for cell, count in shown_cells.items() if cell != (None, None, None)), shown_cells
+    assert not {"burgemeester", "dijkgraaf", "heemraad"} & {cell[0] for cell in cells.values()}
+
+    # The datasheet counts the roles as exported, and says how many rows were generalised and why.
+    roles = Counter(t["role"] for r in rows for t in r["targets"])
+    generalised = sum(any(t["role"] in ("executive", "council member", "civil servant", None) for t in r["targets"])
+                      for r in rows)
+    withheld = sum(any(t["role"] is None for t in r["targets"]) for r in rows)
+    assert 0 < withheld < generalised < len(rows)
+    sheet = (workdir / "out" / "DATASHEET.md").read_text()
+    assert f"| executive | {roles['executive']} |" in sheet and f"| wethouder | {roles['wethouder']} |" in sheet
+    assert f"| (withheld: small cell) | {roles[None]} |" in sheet and "| dijkgraaf |" not in sheet
+    assert "fewer than 3 of the officials in this export share" in " ".join(sheet.split())
+    assert f"{generalised} of {len(rows)} row(s) have such a target, {withheld} of them" in " ".join(sheet.split())
+    manifest = json.loads((workdir / "out" / "MANIFEST.json").read_text())
+    assert manifest["small_cells"] == {"min_officials": 3, "officials_grouped": 3,
+                                       "officials_withheld": len(cells) - 7, "rows_generalised": generalised,
+                                       "rows_withheld": withheld}
+
+    # With body names, the same test holds for role, body type and body name together.
+    cells, _ = shown("named")
+    for name in ("Ruud Hoekstra", "Karin Bakker", "Youssef Amrani"):
+        assert cells[official[name]] == ("wethouder", "gemeente", "Gemeente Apeldoorn"), name
+    for name in ("Lotte de Graaf", "Harm Jan Oosterveld", "Anneke Visser"):
+        assert cells[official[name]] == (None, None, None), name
+    assert {cell[2] for cell in cells.values()} == {"Gemeente Apeldoorn", None}
+
+    from monitor.exports import GROUP_OF_ROLE
+    from monitor.officials import ROLES
+
+    assert set(GROUP_OF_ROLE) == set(ROLES)  # every role the registry takes has a group
