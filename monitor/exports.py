@@ -28,7 +28,7 @@ import json
 import multiprocessing
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -239,13 +239,20 @@ def generalised_cells(officials: dict[int, dict], with_body: bool,
             for official_id, found in cells.items()}
 
 
-def official_names(db: sqlite_utils.Database) -> OfficialNames:
-    """Return the names and handles of every registered official, for masking (withdrawn ones are erased already)."""
+def official_names(db: sqlite_utils.Database, shown_roles: Mapping[int, str | None] | None = None) -> OfficialNames:
+    """Return the names and handles of every registered official, for masking (withdrawn ones are erased already).
+
+    A name is masked as the role the export shows for that official (SHOWN_ROLES, after generalised_cells; "official"
+    where it is withheld), and an official the export does not address as their role's group: "[dijkgraaf] moet weg"
+    in the text would otherwise give back the role a small cell took away.
+    """
     names = OfficialNames()
     handles: dict[int, list[str]] = {}
     for official_id, handle in db.execute("SELECT official_id, handle FROM accounts"):
         handles.setdefault(official_id, []).append(handle)
     for official_id, name, role in db.execute("SELECT id, name, role FROM officials"):
+        if shown_roles is not None:
+            role = shown_roles.get(official_id, GROUP_OF_ROLE.get(role, role)) or "official"
         names.add(official_id, name, role, handles.get(official_id, []))
     return names
 
@@ -413,7 +420,8 @@ def stored_mentions(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseud
     # Every mention read below is one of these, in this transaction: these are the officials the export shows.
     addressed = {official_id for official_ids in targets.values() for official_id in official_ids}
     cells = generalised_cells({o: officials[o] for o in addressed}, with_body, min_officials)
-    builder = RowBuilder(pseudonyms, official_names(db), {
+    shown_roles = {official_id: role for official_id, (role, _, _) in cells.items()}
+    builder = RowBuilder(pseudonyms, official_names(db, shown_roles if min_officials > 1 else None), {
         official_id: {"official": pseudonyms.pseudonym("official", official_id), "role": role,
                       "body_type": body_type, "body_name": body_name}
         for official_id, (role, body_type, body_name) in cells.items()
