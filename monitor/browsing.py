@@ -25,8 +25,10 @@ COLUMN_NOTES = {
     "model": "the model whose score counts", "model_version": "its version",
     "model_labels": "categories at or over the model's thresholds (JSON list)",
     "model_dalc_level": "the model labels mapped to DALC: ABUSIVE, OFFENSIVE or NOT",
-    "official": "pseudonymous official id", "role": "the official's role",
-    "body_type": "gemeente, provincie or waterschap",
+    "official": "pseudonymous official id",
+    "role": "the official's role; its group (executive, council member, civil servant) where few officials of the "
+            "export share it, empty where even the group is too small (see the datasheet)",
+    "body_type": "gemeente, provincie or waterschap; empty with the role where the role's group is too small",
     "labeller": "pseudonymous staff reviewer or annotator id", "source": "staff (review desk) or annotator",
 }
 CANNED = {

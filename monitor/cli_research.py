@@ -58,15 +58,20 @@ def filter_options(command):
 @click.option("--seed", type=int, default=0, show_default=True, help="Makes the sample repeatable.")
 @click.option("--with-body", is_flag=True, help="Also export the body's name (with a role it can identify one person).")
 @click.option("--with-time", is_flag=True, help="Also export the local posting time to the minute.")
+# The default is exports.MIN_OFFICIALS, written out so that starting the CLI does not load the export code.
+@click.option("--min-officials", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Generalise a role and body type (and body name) that fewer of the exported officials share, "
+              "so that no pseudonym is singled out by them; 1 generalises nothing.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes that build the rows of an export of 20,000 mentions or more (helps only on idle cores).")
 @click.pass_obj
 def export(obj: Context, out_dir: str, fmt: str, since, until, body_type, platform, category, reviewed_only,
-           sample, sampling, seed, with_body, with_time, workers) -> None:
+           sample, sampling, seed, with_body, with_time, min_officials, workers) -> None:
     """Write a pseudonymised, labelled export with a datasheet and a manifest of SHA-256 sums.
 
     Needs WEERBAAR_PSEUDONYM_KEY (at least 16 characters); without it nothing is written. Authors, officials and
-    labellers become keyed ids, texts are masked, officials appear as role and body type only.
+    labellers become keyed ids, texts are masked, officials appear as role and body type only, generalised where
+    fewer than --min-officials of the exported officials share them.
 
     Example:
 
@@ -81,7 +86,7 @@ def export(obj: Context, out_dir: str, fmt: str, since, until, body_type, platfo
     filters = _filters(since, until, body_type, platform, category, reviewed_only)
     try:
         result = export_dataset(obj.db, out_dir, obj.settings, key, fmt, filters, Sampling(sample, sampling, seed),
-                                _current_model(obj.settings), with_body, with_time, workers)
+                                _current_model(obj.settings), with_body, with_time, workers, min_officials)
     except ExportError as exc:
         _fail(str(exc))
     click.echo(f"Exported {result.rows} mention(s) to {result.directory}:")

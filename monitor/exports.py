@@ -4,6 +4,16 @@ Every export is pseudonymised (see monitor/pseudonyms.py): people are keyed ids,
 only a role and a body type (the body's name only when asked: "burgemeester of Zwolle" is one person). Officials who
 withdrew are never exported: their links are gone, and a post is exported only through an official who still
 consents. Everything is read in one read transaction, so a withdrawal committed during an export is not half in it.
+
+Small cells: the pseudonym of the only dijkgraaf in an export, shown with "dijkgraaf" and "waterschap", names one
+person. So a role and body type (with the body name too, when asked) that fewer than MIN_OFFICIALS of the officials
+in the export share is generalised: the role becomes its group (ROLE_GROUPS), "executive" (burgemeester, wethouder,
+commissaris, gedeputeerde, dijkgraaf, heemraad, hoogheemraad: the dagelijks bestuur and its chair), "council member"
+(raadslid, statenlid, algemeen bestuurslid: the elected members) or "civil servant" (griffier, secretaris); and where
+fewer than MIN_OFFICIALS are generalised to the same group and body type, role, body type and body name are left
+empty (None). Only the officials the exported rows address count, so every role, body type and body name shown is
+shared by at least MIN_OFFICIALS pseudonyms of the export itself. The datasheet and manifest say how many officials
+and rows were generalised; which roles were is not said, as that would name the small cells again.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import json
 import multiprocessing
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -43,6 +53,14 @@ COLUMNS = (
     "labels",
 )
 NESTED = ("targets", "model_labels", "labels")
+MIN_OFFICIALS = 3  # a role and body type that fewer officials of an export share is generalised (see above)
+# The coarser role a small cell's official is shown with; every role of officials.ROLES is in one group.
+ROLE_GROUPS = {
+    "executive": ("burgemeester", "wethouder", "commissaris", "gedeputeerde", "dijkgraaf", "heemraad", "hoogheemraad"),
+    "council member": ("raadslid", "statenlid", "algemeen bestuurslid"),
+    "civil servant": ("griffier", "secretaris"),
+}
+GROUP_OF_ROLE = {role: group for group, roles in ROLE_GROUPS.items() for role in roles}
 PARALLEL_FROM = 20_000  # below this many mentions, starting worker processes costs more than it saves
 CHUNK = 10_000  # mentions a worker builds at a time
 
@@ -92,6 +110,8 @@ class ExportStats:
     months: Counter = field(default_factory=Counter)
     models: Counter = field(default_factory=Counter)
     labelled_rows: int = 0
+    generalised_rows: int = 0  # rows with a target shown by its role's group, or with role and body type withheld
+    withheld_rows: int = 0  # rows with a target whose role and body type are withheld
     labellers: set = field(default_factory=set)
     first_day: str | None = None
     last_day: str | None = None
@@ -104,9 +124,12 @@ class ExportStats:
         self.last_day = max(self.last_day or day, day)
         self.months[day[:7]] += 1
         self.platforms[row["platform"]] += 1
+        roles = [target["role"] for target in row["targets"]]
         for target in row["targets"]:
             self.body_types[target["body_type"]] += 1
             self.roles[target["role"]] += 1
+        self.generalised_rows += any(role is None or role in ROLE_GROUPS for role in roles)
+        self.withheld_rows += None in roles
         if row["model"]:
             self.models[f"{row['model']}@{row['model_version']}"] += 1
             self.dalc[row["model_dalc_level"]] += 1
@@ -123,6 +146,8 @@ class ExportStats:
         for name in ("model_labels", "human_labels", "dalc", "platforms", "body_types", "roles", "months", "models"):
             getattr(self, name).update(getattr(other, name))
         self.labelled_rows += other.labelled_rows
+        self.generalised_rows += other.generalised_rows
+        self.withheld_rows += other.withheld_rows
         self.labellers |= other.labellers
         days = [d for d in (self.first_day, self.last_day, other.first_day, other.last_day) if d]
         self.first_day, self.last_day = (min(days), max(days)) if days else (None, None)
@@ -189,13 +214,45 @@ def consenting_officials(db: sqlite_utils.Database) -> dict[int, dict]:
     return officials
 
 
-def official_names(db: sqlite_utils.Database) -> OfficialNames:
-    """Return the names and handles of every registered official, for masking (withdrawn ones are erased already)."""
+def generalised_cells(officials: dict[int, dict], with_body: bool,
+                      min_officials: int = MIN_OFFICIALS) -> dict[int, tuple[str | None, str | None, str | None]]:
+    """Return {official_id: (role, body_type, body_name)} as exported for OFFICIALS, small cells generalised.
+
+    OFFICIALS are those the export's rows address. A (role, body type, body name if WITH_BODY) that fewer than
+    MIN_OFFICIALS of them share becomes (the role's group, body type, body name); a group cell that fewer than
+    MIN_OFFICIALS reach that way becomes (None, None, None). Body name is None unless WITH_BODY.
+    """
+    def cell(role: str | None, official: dict) -> tuple:
+        return (role, official["body_type"], official["body_name"] if with_body else None)
+
+    exact = Counter(cell(o["role"], o) for o in officials.values())
+    cells = {}
+    for official_id, official in officials.items():
+        found = cell(official["role"], official)
+        if exact[found] < min_officials:
+            group = GROUP_OF_ROLE.get(official["role"])
+            found = cell(group, official) if group else (None, None, None)
+        cells[official_id] = found
+    # A group cell holds only the generalised officials: those of its exact roles who were shown stay out of it.
+    shown = Counter(cells.values())
+    return {official_id: found if shown[found] >= min_officials else (None, None, None)
+            for official_id, found in cells.items()}
+
+
+def official_names(db: sqlite_utils.Database, shown_roles: Mapping[int, str | None] | None = None) -> OfficialNames:
+    """Return the names and handles of every registered official, for masking (withdrawn ones are erased already).
+
+    A name is masked as the role the export shows for that official (SHOWN_ROLES, after generalised_cells; "official"
+    where it is withheld), and an official the export does not address as their role's group: "[dijkgraaf] moet weg"
+    in the text would otherwise give back the role a small cell took away.
+    """
     names = OfficialNames()
     handles: dict[int, list[str]] = {}
     for official_id, handle in db.execute("SELECT official_id, handle FROM accounts"):
         handles.setdefault(official_id, []).append(handle)
     for official_id, name, role in db.execute("SELECT id, name, role FROM officials"):
+        if shown_roles is not None:
+            role = shown_roles.get(official_id, GROUP_OF_ROLE.get(role, role)) or "official"
         names.add(official_id, name, role, handles.get(official_id, []))
     return names
 
@@ -339,11 +396,13 @@ class RowBuilder:
 
 
 def stored_mentions(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseudonymiser, timezone: str,
-                    model: tuple[str, str] | None, with_body: bool = False,
-                    with_time: bool = False) -> tuple[RowBuilder, Iterator[tuple]]:
+                    model: tuple[str, str] | None, with_body: bool = False, with_time: bool = False,
+                    min_officials: int = MIN_OFFICIALS) -> tuple[RowBuilder, Iterator[tuple]]:
     """Return a RowBuilder and the stored mentions in IDS (id order), each with its consenting targets and labels.
 
-    The iterator reads the database lazily: consume it inside the caller's read transaction.
+    The builder's targets are generalised where fewer than MIN_OFFICIALS of the addressed officials share a role
+    and body type (generalised_cells). The iterator reads the database lazily: consume it inside the caller's read
+    transaction.
     """
     officials = consenting_officials(db)
     context = has_column(db, "mentions", "context_text")
@@ -358,10 +417,14 @@ def stored_mentions(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseud
         if official_id in officials:
             targets.setdefault(mention_id, []).append(official_id)
     labels = human_labels(db, pseudonyms)
-    builder = RowBuilder(pseudonyms, official_names(db), {
-        official_id: {"official": pseudonyms.pseudonym("official", official_id), "role": o["role"],
-                      "body_type": o["body_type"], "body_name": o["body_name"] if with_body else None}
-        for official_id, o in officials.items()
+    # Every mention read below is one of these, in this transaction: these are the officials the export shows.
+    addressed = {official_id for official_ids in targets.values() for official_id in official_ids}
+    cells = generalised_cells({o: officials[o] for o in addressed}, with_body, min_officials)
+    shown_roles = {official_id: role for official_id, (role, _, _) in cells.items()}
+    builder = RowBuilder(pseudonyms, official_names(db, shown_roles if min_officials > 1 else None), {
+        official_id: {"official": pseudonyms.pseudonym("official", official_id), "role": role,
+                      "body_type": body_type, "body_name": body_name}
+        for official_id, (role, body_type, body_name) in cells.items()
     }, timezone, with_time)
 
     def read() -> Iterator[tuple]:
@@ -384,9 +447,10 @@ def stored_mentions(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseud
 
 
 def mention_rows(db: sqlite_utils.Database, ids: list[int], pseudonyms: Pseudonymiser, timezone: str,
-                 model: tuple[str, str] | None, with_body: bool = False, with_time: bool = False) -> Iterator[dict]:
+                 model: tuple[str, str] | None, with_body: bool = False, with_time: bool = False,
+                 min_officials: int = MIN_OFFICIALS) -> Iterator[dict]:
     """Yield the pseudonymised export row of every mention in IDS, in id order."""
-    builder, stored = stored_mentions(db, ids, pseudonyms, timezone, model, with_body, with_time)
+    builder, stored = stored_mentions(db, ids, pseudonyms, timezone, model, with_body, with_time, min_officials)
     for mention in stored:
         yield builder.row(mention)
 
@@ -560,12 +624,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def small_cell_counts(builder: RowBuilder, stats: ExportStats, min_officials: int) -> dict:
+    """Return how many exported officials and rows small-cell protection generalised, for datasheet and manifest."""
+    roles = [entry["role"] for entry in builder.official_entries.values()]
+    return {"min_officials": min_officials,
+            "officials_grouped": sum(role in ROLE_GROUPS for role in roles),
+            "officials_withheld": roles.count(None),
+            "rows_generalised": stats.generalised_rows,
+            "rows_withheld": stats.withheld_rows}
+
+
 def export_dataset(db: sqlite_utils.Database, out_dir: str | Path, settings, key: bytes, fmt: str = "jsonl",
                    filters: ExportFilters = ExportFilters(), sampling: Sampling = Sampling(),
                    model: tuple[str, str] | None = None, with_body: bool = False,
-                   with_time: bool = False, workers: int = 1) -> ExportResult:
+                   with_time: bool = False, workers: int = 1, min_officials: int = MIN_OFFICIALS) -> ExportResult:
     """Write OUT_DIR/mentions.FMT, DATASHEET.md and MANIFEST.json (SHA-256 of each file); return what was written.
 
+    A role and body type (and body name, WITH_BODY) that fewer than MIN_OFFICIALS of the exported officials share
+    is generalised (see the module's docstring); 1 generalises nothing.
     Files are written under temporary names and moved into place at the end, so a failed export leaves none.
     With WORKERS above 1, that many processes build the rows of a large export: faster on idle cores, slower on
     a machine whose cores are busy already (measured in scripts/benchmark.py).
@@ -576,6 +652,8 @@ def export_dataset(db: sqlite_utils.Database, out_dir: str | Path, settings, key
         raise ExportError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if sampling.method not in SAMPLINGS:
         raise ExportError(f"unknown sampling {sampling.method!r}; expected one of: {', '.join(SAMPLINGS)}")
+    if min_officials < 1:
+        raise ExportError(f"min_officials is {min_officials}; a cell needs at least 1 official")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out}: folder is not empty; an export goes into a new or empty folder")
@@ -589,10 +667,13 @@ def export_dataset(db: sqlite_utils.Database, out_dir: str | Path, settings, key
         db.execute("BEGIN")
         try:
             ids = select_mentions(db, filters, sampling, settings.timezone, thresholds, model)
-            builder, stored = stored_mentions(db, ids, pseudonyms, settings.timezone, model, with_body, with_time)
+            builder, stored = stored_mentions(db, ids, pseudonyms, settings.timezone, model, with_body, with_time,
+                                              min_officials)
             write_mentions(partial, fmt, builder, stored, stats, workers if len(ids) >= PARALLEL_FROM else 1)
+            small_cells = small_cell_counts(builder, stats, min_officials)
             context = {"filters": filters, "sampling": sampling, "format": fmt, "with_body": with_body,
-                       "with_time": with_time, "key_id": pseudonyms.key_id, "thresholds": thresholds}
+                       "with_time": with_time, "key_id": pseudonyms.key_id, "thresholds": thresholds,
+                       "small_cells": small_cells, "role_groups": ROLE_GROUPS}
             write_datasheet(db, settings, out / f".{DATASHEET}.partial", stats, context)
         finally:
             db.execute("ROLLBACK")
@@ -613,6 +694,7 @@ def export_dataset(db: sqlite_utils.Database, out_dir: str | Path, settings, key
         "sampling": {"size": sampling.size, "method": sampling.method, "seed": sampling.seed},
         "with_body": with_body,
         "with_time": with_time,
+        "small_cells": small_cells,
         "files": {name: {"sha256": digest, "bytes": (out / name).stat().st_size} for name, digest in files.items()},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -5,6 +5,11 @@ holds (`WEERBAAR_PSEUDONYM_KEY`): the same key gives the same ids in every expor
 without the key nobody can test a guessed handle against an id. Texts lose every @handle, link, e-mail address, phone
 number, street address with a house number and postcode, and every registered official's name (replaced by their
 role): "No handle, name, URL, e-mail or phone number of the database may survive anywhere in an export".
+
+Names are matched on a folded copy of the text, in which case, accents ("Ozturk" for "Öztürk", "Helene" for
+"Hélène"), the Unicode form (an "e" and a combining acute for "é") and the kind of apostrophe or hyphen ("d’Hondt"
+for "d'Hondt") do not count; each match is mapped back to the characters it came from, so only the name's own
+characters are replaced. Spellings with other words ("van den Berg" for "van der Berg") are not matched.
 """
 
 from __future__ import annotations
@@ -97,20 +102,61 @@ _BARE_BLUESKY = re.compile(r"(?<![\w@.])[\w-]+(?:\.[\w-]+)*\.bsky\.social\b", re
 _BARE_SITE = re.compile(r"(?<![\w@.])(?:[a-z0-9-]+\.)+(?:nl|be|com|org|net|eu|info|io|social|online|app)\b",
                         re.IGNORECASE)
 _POSTCODE = re.compile(r"\b[1-9]\d{3}\s?(?!SA|SD|SS)[A-Z]{2}\b")
+# Apostrophes and hyphens that keyboards and phones write for the plain ones ("d’Hondt", "Dekker‐Bos").
+_APOSTROPHES = "\u2018\u2019\u02bc\u2032"
+_HYPHENS = "\u2010\u2011\u2012\u2013\u2014\u2212"
+# Letters that Unicode does not decompose into a plain letter and a mark ("Sørensen", "Yıldız", "Łukasz").
+_PLAIN_LETTERS = {"ø": "o", "ł": "l", "đ": "d", "ı": "i", "æ": "ae", "œ": "oe", "ß": "ss"}
+
+
+def _fold_character(char: str) -> str:
+    """Return CHAR as names are matched: lower case, without accents or other marks, plain apostrophe and hyphen."""
+    if char in _APOSTROPHES:
+        return "'"
+    if char in _HYPHENS:
+        return "-"
+    plain = "".join(c for c in unicodedata.normalize("NFD", char.lower()) if unicodedata.category(c) != "Mn")
+    return "".join(_PLAIN_LETTERS.get(c, c) for c in plain)
+
+
+class _Folds(dict):
+    """A str.translate table of every character met so far and its fold, filled as texts bring new characters.
+
+    UNEVEN holds the characters whose fold is not one character long (a combining mark folds to none, "ß" to two):
+    only a text holding one of them needs a map from the folded copy back to its own offsets.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.uneven: set[str] = set()
+
+    def __missing__(self, code: int) -> str:
+        folded = self[code] = _fold_character(chr(code))
+        if len(folded) != 1:
+            self.uneven.add(chr(code))
+        return folded
+
+
+_FOLDS = _Folds()
+
+
+def fold_name(text: str) -> str:
+    """Return TEXT folded as names are matched: NFKC, no invisible characters, lower case, no accents."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(_FOLDS)
 
 
 @dataclass
 class OfficialNames:
     """The names and handles of every registered official, for masking texts: who each is, by role."""
 
-    names: dict[str, str] = field(default_factory=dict)  # lower-cased full name -> role
+    names: dict[str, str] = field(default_factory=dict)  # folded full name (fold_name) -> role
     handles: dict[str, int] = field(default_factory=dict)  # lower-cased handle without @ -> official id
     _pattern: re.Pattern | None = None
 
     def add(self, official_id: int, name: str, role: str, handles: Iterable[str]) -> None:
         """Register one official's name (masked as their role) and handles."""
         if name and name.strip():
-            words = name.lower().split()
+            words = fold_name(name).split()
             self.names[" ".join(words)] = role
             # A surname alone ("Halsema, je gaat eraan") names the official as well as the full name does.
             if len(words) > 1 and len(words[-1]) >= 4:
@@ -121,7 +167,7 @@ class OfficialNames:
 
     @property
     def pattern(self) -> re.Pattern | None:
-        """Return one regular expression matching every name and bare handle (a trie, so 500 names stay fast)."""
+        """Return one regular expression matching every folded name and bare handle (a trie: 500 names stay fast)."""
         if self._pattern is None:
             words = list(self.names) + [h for h in self.handles if len(h) >= 3]
             if words:
@@ -165,6 +211,36 @@ def _mask_addresses(text: str) -> str:
     return "".join(pieces) + text[done:] if pieces else text
 
 
+def _mask_names(text: str, officials: OfficialNames) -> str:
+    """Return TEXT with every official's name replaced by their role in brackets, a bare handle by OFFICIAL.
+
+    The pattern runs on the folded copy of TEXT; each match replaces the characters of TEXT it was folded from,
+    and nothing else of TEXT changes.
+    """
+    def mask(found: str) -> str:
+        role = officials.names.get(" ".join(found.lower().split()))
+        return f"[{role}]" if role else "OFFICIAL"
+
+    if text.isascii():  # folding ASCII only lowers its case, which the pattern ignores
+        return officials.pattern.sub(lambda match: mask(match.group(0)), text)
+    matches = list(officials.pattern.finditer(text.translate(_FOLDS)))
+    if not matches:
+        return text
+    # origins[i] is where in TEXT the character folded[i] comes from; without uneven characters, the same place.
+    origins = None
+    if not _FOLDS.uneven.isdisjoint(text):
+        origins = [i for i, char in enumerate(text) for _ in range(len(_FOLDS[ord(char)]))] + [len(text)]
+    pieces, done = [], 0
+    for match in matches:
+        start, end = match.span()
+        if origins is not None:
+            # The end is where the next folded character starts, so marks that fold to nothing go with the name.
+            start, end = origins[start], origins[end]
+        pieces += [text[done:start], mask(match.group(0))]
+        done = end
+    return "".join(pieces) + text[done:]
+
+
 def _phone(match: re.Match) -> str:
     digits = sum(char.isdigit() for char in match.group(0))
     return "PHONE" if 9 <= digits <= 15 else match.group(0)
@@ -193,14 +269,8 @@ def mask_text(text: str, officials: OfficialNames, addressed: Iterable[int] = ()
     if "." in text:
         text = _BARE_BLUESKY.sub("@USER", text)
         text = _BARE_SITE.sub("URL", text)
-    pattern = officials.pattern
-    if pattern is not None:
-        def name(match: re.Match) -> str:
-            found = " ".join(match.group(0).lower().split())
-            role = officials.names.get(found)
-            return f"[{role}]" if role else "OFFICIAL"
-
-        text = pattern.sub(name, text)
+    if officials.pattern is not None:
+        text = _mask_names(text, officials)
     if _DIGIT.search(text) is None:
         return text
     text = _mask_addresses(text)

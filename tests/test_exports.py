@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 from monitor.cli import cli
 from monitor.db import open_db
 from monitor.exports import SCHEMA_VERSION, Sampling, read_export, sample_ids
-from monitor.pseudonyms import OfficialNames, mask_text
+from monitor.pseudonyms import OfficialNames, Pseudonymiser, mask_text
 
 KEY = "k" * 40
 # Posts written to leak: official names in several spellings, bare and @handles, links, e-mail, phones, addresses.
@@ -32,6 +34,33 @@ def _planted_file(path):
             out.write(json.dumps({"platform": platform, "id": post_id, "text": text, "created_at":
                                   f"2026-11-2{number}T10:00:00Z", "author": handle[platform], "author_id":
                                   f"77{number}", "url": f"https://example.social/{handle[platform]}/{number}"}) + "\n")
+
+
+def _write_posts(path, posts, first_id):
+    """Write POSTS (platform, text) as a generic import file; post ids count up from FIRST_ID."""
+    with path.open("w", encoding="utf-8") as out:
+        for number, (platform, text) in enumerate(posts):
+            out.write(json.dumps({"platform": platform, "id": str(first_id + number), "text": text, "created_at":
+                                  f"2026-11-2{number % 8}T11:00:00Z", "author": "@herrie_de_boze", "author_id":
+                                  "7701", "url": f"https://example.social/boos/{first_id + number}"},
+                                 ensure_ascii=False) + "\n")
+
+
+def _register(workdir, officials):
+    """Register OFFICIALS (name, role, body_type, body_name, x handle) with a consent for X, through the CLI."""
+    with (workdir / "more-officials.csv").open("w", encoding="utf-8", newline="") as out:
+        out.write("name,role,body_type,body_name,x_handle,consent_date,consent_scope,consent_recorded_by\n")
+        for name, role, body_type, body_name, handle in officials:
+            out.write(f"{name},{role},{body_type},{body_name},{handle},2026-10-01,x,griffie: T. Test\n")
+    result = CliRunner().invoke(cli, ["officials", "import", "more-officials.csv"])
+    assert result.exit_code == 0, result.output
+
+
+def _import_posts(workdir, posts, first_id):
+    """Import POSTS (platform, text) through the pipeline, as the planted posts are."""
+    _write_posts(workdir / f"posts-{first_id}.jsonl", posts, first_id)
+    result = CliRunner().invoke(cli, ["import", f"posts-{first_id}.jsonl", "--format", "generic"])
+    assert result.exit_code == 0, result.output
 
 
 @pytest.fixture
@@ -116,9 +145,10 @@ def test_no_handle_name_url_email_or_phone_survives_in_any_format(filled, workdi
     assert exported["jsonl"] == exported["parquet"]
     assert [r["text"] for r in exported["csv"]] == [r["text"] for r in exported["jsonl"]]
     texts = "\n".join(r["text"] for r in exported["jsonl"])
-    for mask in ("@OFFICIAL", "@USER", "URL", "EMAIL", "PHONE", "ADDRESS", "POSTCODE", "[burgemeester]",
-                 "[wethouder]"):
+    # Names are masked as the role the export shows: the sample's only burgemeester is a small cell.
+    for mask in ("@OFFICIAL", "@USER", "URL", "EMAIL", "PHONE", "ADDRESS", "POSTCODE", "[executive]"):
         assert mask in texts, mask
+    assert "[burgemeester]" not in texts
     mentions = db["mentions"].count
     withdrawn_only = db.execute(
         "SELECT count(*) FROM mentions m WHERE NOT EXISTS (SELECT 1 FROM mention_targets t WHERE t.mention_id = m.id)"
@@ -134,7 +164,8 @@ def test_no_handle_name_url_email_or_phone_survives_in_any_format(filled, workdi
 
 def test_the_withdrawn_official_is_never_exported(filled, workdir):
     db = filled["db"]
-    result = CliRunner().invoke(cli, ["export", "out", "--with-body"])
+    # Every sample official has a body of their own, which small-cell protection would empty: this is about consent.
+    result = CliRunner().invoke(cli, ["export", "out", "--with-body", "--min-officials", "1"])
     assert result.exit_code == 0, result.output
     rows = list(read_export(workdir / "out" / "mentions.jsonl"))
     body_names = {t["body_name"] for r in rows for t in r["targets"]}
@@ -276,7 +307,7 @@ def test_a_quoted_post_text_is_exported_masked_where_the_column_exists(filled, w
     db.conn.commit()
     assert CliRunner().invoke(cli, ["export", "out"]).exit_code == 0
     quoted = [r["context_text"] for r in read_export(workdir / "out" / "mentions.jsonl") if r["context_text"]]
-    assert quoted == ["@USER schreef: [burgemeester] woont op de ADDRESS, zie URL"]
+    assert quoted == ["@USER schreef: [executive] woont op de ADDRESS, zie URL"]  # the only burgemeester
 
 
 def test_masking_catches_surnames_hidden_characters_lookalike_at_signs_and_bare_handles_and_sites():
@@ -290,3 +321,101 @@ def test_masking_catches_surnames_hidden_characters_lookalike_at_signs_and_bare_
         "@USER kijk op @USER en URL")
     # Ordinary abbreviations and numbers are not sites.
     assert mask_text("d.w.z. het plan is o.a. 3.5 keer te duur", names) == "d.w.z. het plan is o.a. 3.5 keer te duur"
+
+
+def test_names_are_masked_whatever_their_accents_unicode_form_or_apostrophe(filled, workdir):
+    db = filled["db"]
+    nfd = lambda text: unicodedata.normalize("NFD", text)  # noqa: E731
+    # Hélène Dupont was registered from a file in decomposed form (as a Mac writes it); the others are composed.
+    _register(workdir, [("Ayşe Öztürk", "raadslid", "gemeente", "Gemeente Zwolle", "@AyseOzturk"),
+                        (nfd("Hélène Dupont"), "wethouder", "gemeente", "Gemeente Zwolle", "@HeleneDupont"),
+                        ("Pieter d'Hondt", "griffier", "gemeente", "Gemeente Zwolle", "@PdHondt")])
+    assert db.execute("SELECT count(*) FROM officials WHERE name = ?", [nfd("Hélène Dupont")]).fetchone()[0] == 1
+    # Around the names: "ß" folds to two letters and "m" with a combining tilde to one, so the folded copy is
+    # longer, then shorter, than the text; a wrong map back would cut into the words beside the names.
+    posts = [
+        ("x", f"@AnnekeVisserZw Ozturk uit de Straße zei tegen {nfd('Hélène')} Dupont dat d’Hondt m\u0303oet gaan."),
+        ("x", "@AnnekeVisserZw AYŞE ÖZTÜRK en Helene Dupont! Pieter d‘Hondt 🙂 en Wilma Dekker‐Bos, Dekker-Bos."),
+    ]
+    _import_posts(workdir, posts, 99100)
+    stored = [r[0] for r in db.execute("SELECT text FROM mentions WHERE post_id IN ('99100', '99101') "
+                                       "ORDER BY post_id")]
+    assert stored == [text for _, text in posts]  # stored as posted, decomposed letters and all
+    # Every role shown as registered (no small cells), so the masks name the roles this test writes below.
+    assert CliRunner().invoke(cli, ["export", "out", "--min-officials", "1"]).exit_code == 0
+    texts = {r["text"] for r in read_export(workdir / "out" / "mentions.jsonl")}
+    assert "@OFFICIAL [raadslid] uit de Straße zei tegen [wethouder] dat [griffier] m\u0303oet gaan." in texts
+    assert "@OFFICIAL [raadslid] en [wethouder]! [griffier] 🙂 en [commissaris], [commissaris]." in texts
+    lower = "\n".join(texts).lower()
+    for spelling in ("ozturk", "öztürk", "helene", "hélène", nfd("hélène"), "hondt", "dupont", "dekker"):
+        assert spelling not in lower, spelling
+
+
+def test_a_role_and_body_type_few_officials_share_are_generalised(filled, workdir):
+    db = filled["db"]
+    # Two more wethouders of Apeldoorn, beside Ruud Hoekstra there and Lotte de Graaf in Emmen: four in gemeenten.
+    _register(workdir, [("Karin Bakker", "wethouder", "gemeente", "Gemeente Apeldoorn", "@KarinBakkerWH"),
+                        ("Youssef Amrani", "wethouder", "gemeente", "Gemeente Apeldoorn", "@YoussefAmraniWH")])
+    _import_posts(workdir, [("x", "@KarinBakkerWH jij bent een schande"), ("x", "@YoussefAmraniWH ga toch weg"),
+                            ("x", "@KarinBakkerWH Oosterveld en Visser moeten ook weg")], 99200)
+    ids = {name: db.execute("SELECT id FROM officials WHERE name = ?", [name]).fetchone()[0]
+           for name in ("Anneke Visser", "Ruud Hoekstra", "Lotte de Graaf", "Karin Bakker", "Youssef Amrani",
+                        "Harm Jan Oosterveld", "Ingrid Mulder", "Bas Verhoeven")}
+    official = {name: Pseudonymiser(KEY.encode()).pseudonym("official", i) for name, i in ids.items()}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["export", "out"]).exit_code == 0
+    assert runner.invoke(cli, ["export", "named", "--with-body"]).exit_code == 0
+
+    def shown(folder) -> tuple[dict, list[dict]]:
+        rows = list(read_export(workdir / folder / "mentions.jsonl"))
+        cells = {}
+        for target in (t for r in rows for t in r["targets"]):
+            cell = (target["role"], target["body_type"], target["body_name"])
+            assert cells.setdefault(target["official"], cell) == cell  # one official, one cell
+        return cells, rows
+
+    cells, rows = shown("out")
+    # Four wethouders in gemeenten: shown as they are.
+    for name in ("Ruud Hoekstra", "Lotte de Graaf", "Karin Bakker", "Youssef Amrani"):
+        assert cells[official[name]] == ("wethouder", "gemeente", None), name
+    # The only dijkgraaf joins the two heemraden as the three executives of waterschappen.
+    for name in ("Harm Jan Oosterveld", "Ingrid Mulder", "Bas Verhoeven"):
+        assert cells[official[name]] == ("executive", "waterschap", None), name
+    # The only burgemeester would be the only executive left in gemeenten: neither role nor body type is shown.
+    assert cells[official["Anneke Visser"]] == (None, None, None)
+    shown_cells = Counter(cells.values())
+    assert all(count >= 3 for cell, count in shown_cells.items() if cell != (None, None, None)), shown_cells
+    assert not {"burgemeester", "dijkgraaf", "heemraad"} & {cell[0] for cell in cells.values()}
+    # A name in the text is masked as the role shown for that official, or the mask would give the role back.
+    texts = [r["text"] for r in rows]
+    assert "@OFFICIAL [executive] en [official] moeten ook weg" in texts, texts[-3:]
+    assert not any(role in text for text in texts for role in ("[burgemeester]", "[dijkgraaf]"))
+
+    # The datasheet counts the roles as exported, and says how many rows were generalised and why.
+    roles = Counter(t["role"] for r in rows for t in r["targets"])
+    generalised = sum(any(t["role"] in ("executive", "council member", "civil servant", None) for t in r["targets"])
+                      for r in rows)
+    withheld = sum(any(t["role"] is None for t in r["targets"]) for r in rows)
+    assert 0 < withheld < generalised < len(rows)
+    sheet = (workdir / "out" / "DATASHEET.md").read_text()
+    assert f"| executive | {roles['executive']} |" in sheet and f"| wethouder | {roles['wethouder']} |" in sheet
+    assert f"| (withheld: small cell) | {roles[None]} |" in sheet and "| dijkgraaf |" not in sheet
+    assert "fewer than 3 of the officials in this export share" in " ".join(sheet.split())
+    assert f"{generalised} of {len(rows)} row(s) have such a target, {withheld} of them" in " ".join(sheet.split())
+    manifest = json.loads((workdir / "out" / "MANIFEST.json").read_text())
+    assert manifest["small_cells"] == {"min_officials": 3, "officials_grouped": 3,
+                                       "officials_withheld": len(cells) - 7, "rows_generalised": generalised,
+                                       "rows_withheld": withheld}
+
+    # With body names, the same test holds for role, body type and body name together.
+    cells, _ = shown("named")
+    for name in ("Ruud Hoekstra", "Karin Bakker", "Youssef Amrani"):
+        assert cells[official[name]] == ("wethouder", "gemeente", "Gemeente Apeldoorn"), name
+    for name in ("Lotte de Graaf", "Harm Jan Oosterveld", "Anneke Visser"):
+        assert cells[official[name]] == (None, None, None), name
+    assert {cell[2] for cell in cells.values()} == {"Gemeente Apeldoorn", None}
+
+    from monitor.exports import GROUP_OF_ROLE
+    from monitor.officials import ROLES
+
+    assert set(GROUP_OF_ROLE) == set(ROLES)  # every role the registry takes has a group
