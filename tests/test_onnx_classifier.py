@@ -194,15 +194,22 @@ def test_a_dynamically_quantised_export_is_read_back_as_float_matmuls(tiny_model
 
 def test_a_static_int8_export_keeps_scores_independent_of_the_batch_and_close_to_float(tiny_model, tmp_path):
     import onnx
+    from onnx import numpy_helper
 
     model, _ = tiny_model
     card = write_onnx_artifact(model, tmp_path / "static", quantise=True, card={"version": "test"},
                                calibration_texts=TEXTS * 5)
-    assert card["quantised"].startswith("int8: inputs at scales fixed on 20 texts")
-    ops = [node.op_type for node in onnx.load(str(tmp_path / "static" / "model.onnx")).graph.node]
-    # Two layers: attention fused, feed-forward outputs quantised per row, every other projection at fixed scales.
+    assert card["quantised"].startswith("int8, 7-bit weights: inputs at scales fixed on 20 texts")
+    graph = onnx.load(str(tmp_path / "static" / "model.onnx")).graph
+    ops = [node.op_type for node in graph.node]
+    # Two layers: attention fused, feed-forward outputs quantised per row, every other projection at fixed scales
+    # with a float result (Q, K, V, attention output, feed-forward input: 5 a layer).
     assert ops.count("MultiHeadAttention") == 2 and ops.count("MatMulInteger") == 2
-    assert "QLinearMatMul" in ops and not {"DynamicQuantizeLinear", "MatMulNBits", "Softmax"} & set(ops)
+    assert ops.count("MatMulIntegerToFloat") == 10
+    assert not {"QLinearMatMul", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulNBits", "Softmax"} & set(ops)
+    # Weights within 7 bits, so CPUs without VNNI cannot saturate their 16-bit sums (the same scores everywhere).
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 12 and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
     classifier = read_onnx_classifier(tmp_path / "static", batch_size=32)
     together = classifier.logits(TEXTS + ["wethouder " * 40])
     for index, text in enumerate(TEXTS):
@@ -256,12 +263,13 @@ def test_a_shipped_artifact_is_quantised_again_from_its_own_int8_weights(tiny_mo
     assert card["version"] == "2026.1.1" and card["requantised_from"] == "2026.1.0"
     assert card["thresholds"] == {"threat": 0.6} and card["temperatures"]["threat"] == 2.0
     ops = {node.op_type for node in onnx.load(str(tmp_path / "new" / "model.onnx")).graph.node}
-    assert {"QLinearMatMul", "MatMulInteger", "MultiHeadAttention"} <= ops and "MatMulNBits" not in ops
+    assert {"MatMulIntegerToFloat", "MatMulInteger", "MultiHeadAttention"} <= ops and "MatMulNBits" not in ops
     new = read_onnx_classifier(tmp_path / "new")
     assert new.version == "2026.1.1"
     assert (tmp_path / "new" / "tokenizer.json").read_bytes() == (tmp_path / "old" / "tokenizer.json").read_bytes()
     np.testing.assert_allclose(new.logits(TEXTS), old.logits(TEXTS), atol=0.1)
-    # Its per-row feed-forward outputs cannot be read back yet: a clear error, and nothing written beside the graph.
-    with pytest.raises(ValueError, match="cannot be read back as floats"):
-        requantise_artifact(tmp_path / "new", tmp_path / "again", TEXTS * 5, "2026.1.2")
-    assert not (tmp_path / "again" / "model.json").exists()
+    # A static artifact (fused, per-row feed-forward outputs, float results) reads back too, and its 7-bit weights
+    # come out on the same grid: quantised again, it scores as before.
+    again = requantise_artifact(tmp_path / "new", tmp_path / "again", TEXTS * 5, "2026.1.2")
+    assert again["requantised_from"] == "2026.1.1"
+    np.testing.assert_allclose(read_onnx_classifier(tmp_path / "again").logits(TEXTS), new.logits(TEXTS), atol=0.02)

@@ -17,6 +17,11 @@ from .finetune import FinetunedModel
 # int8 weights share one scale per block of this many: 64 keeps a 12-layer e5-small artifact under 25 MB, and the
 # inputs of MatMulNBits at accuracy level 4 were quantised per row at 32 and 64 here, but not at 128.
 QUANTISATION_BLOCK = 64
+# Largest int8 weight of the static exports (onnxruntime's reduce_range: 7 bits). On x86 CPUs without VNNI (AVX2,
+# AVX-512 before Cascade Lake) the int8 kernels add two products of a uint8 input and an int8 weight in 16 bits, which
+# saturates once both are large (255 * 127 * 2 > 32767): the same text would then score differently on different
+# machines, and wrongly on these. 255 * 64 * 2 = 32640 fits.
+WEIGHT_LIMIT = 64
 
 
 def pieces_used(tokenizer_json: Mapping, texts: Sequence[str], prefix: str = "query: ") -> dict[int, int]:
@@ -186,6 +191,9 @@ def fuse_attention(source: Path | str, target: Path | str) -> Path:
 
     model = onnx.load(str(source))
     graph = model.graph
+    if any(node.op_type == "MultiHeadAttention" for node in graph.node):  # fused already (a requantised artifact)
+        onnx.save(model, str(target))
+        return Path(target)
     index = GraphIndex(graph)
     constant, producer, consumers = index.value, index.producer, index.consumers
     by_name = {node.name: node for node in graph.node}
@@ -272,7 +280,8 @@ def quantise_feed_forward_per_row(source: Path | str, target: Path | str) -> Pat
     them (measured: static scales there moved logits by 1.5 on average). Here each row (one token) gets its own
     scale, its largest absolute value over 127, computed in the graph: QuantizeLinear along the rows, MatMulInteger
     with int8 weights (one scale per output column), and the two scales multiplied back. A row's result depends on
-    that row alone, and MatMulInteger runs on the same int8 kernels as QLinearMatMul.
+    that row alone, and MatMulInteger runs on the same int8 kernels as the other projections. The weights use 7 bits
+    (WEIGHT_LIMIT).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -304,9 +313,10 @@ def quantise_feed_forward_per_row(source: Path | str, target: Path | str) -> Pat
             continue
         weights = numpy_helper.to_array(initialisers[node.input[1]]).astype(np.float32)
         rows, columns = weights.shape
-        scales = np.maximum(np.abs(weights).max(axis=0), 1e-12) / 127
+        scales = np.maximum(np.abs(weights).max(axis=0), 1e-12) / WEIGHT_LIMIT
         name = node.name.removesuffix("/MatMul") + "/per_row"
-        int8_weights = constant(name + "/weights", np.clip(np.round(weights / scales), -127, 127).astype(np.int8))
+        int8_weights = constant(name + "/weights", np.clip(np.round(weights / scales), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+                                .astype(np.int8))
         weight_scales = constant(name + "/weight_scales", scales.astype(np.float32))
         flat_shape = constant(name + "/flat", np.array([-1, rows], np.int64))
         width = constant(name + "/columns", np.array([columns], np.int64))
@@ -332,13 +342,53 @@ def quantise_feed_forward_per_row(source: Path | str, target: Path | str) -> Pat
     return Path(target)
 
 
+def unquantised_outputs(source: Path | str, target: Path | str) -> Path:
+    """Write SOURCE to TARGET with each QLinearMatMul -> DequantizeLinear (-> Add of a bias) as one MatMulIntegerToFloat.
+
+    QLinearMatMul rounds its result to uint8 at a scale fixed on the calibration texts and clips whatever falls outside
+    their range; MatMulIntegerToFloat returns the int8 product in float, scaled and with the bias added, so only the
+    inputs and weights are rounded. It runs the same int8 kernel and saves a pass over every output.
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    index = GraphIndex(graph)
+    replaced, dropped = {}, set()
+    for node in graph.node:
+        if node.op_type != "QLinearMatMul":
+            continue
+        readers = index.consumers[node.output[0]]
+        if [reader.op_type for reader in readers] != ["DequantizeLinear"]:
+            raise ValueError(f"{source}: {node.name} is not followed by one DequantizeLinear")
+        inputs, scale, zero, weights, weight_scale, weight_zero = node.input[:6]
+        output, bias = readers[0].output[0], []
+        dropped.add(id(readers[0]))
+        after = index.consumers[output]
+        if len(after) == 1 and after[0].op_type == "Add":
+            constant = [name for name in after[0].input if name in index.initialisers]
+            if len(constant) == 1 and index.value(constant[0]).ndim == 1:
+                output, bias = after[0].output[0], constant
+                dropped.add(id(after[0]))
+        replaced[id(node)] = helper.make_node(
+            "MatMulIntegerToFloat", [inputs, weights, scale, weight_scale, zero, weight_zero, *bias], [output],
+            name=node.name.removesuffix("_quant") + "_to_float", domain="com.microsoft")
+    if not any(entry.domain == "com.microsoft" for entry in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    keep_used(graph, [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped])
+    onnx.save(model, str(target))
+    return Path(target)
+
+
 def quantise_static_int8(source: Path | str, target: Path | str, feeds: Iterable[dict]) -> Path:
     """Write SOURCE (float) to TARGET fused and quantised to int8 with every row's result independent of its batch.
 
     Attention becomes one MultiHeadAttention per layer (fuse_attention); the feed-forward output projections quantise
     each input row on its own (quantise_feed_forward_per_row); every other MatMul quantises its input at a scale fixed
-    once on FEEDS, the scorer's inputs (QLinearMatMul). Measured on 2026.12.3 against 2026.12.2 (static scales with
-    the feed-forward outputs as MatMulNBits, attention spelled out): the same scores, about 1.3x the speed.
+    once on FEEDS, the scorer's inputs, and returns its result in float (unquantised_outputs). Weights use 7 bits
+    (WEIGHT_LIMIT), so every CPU computes the same scores. Measured on 2026.12.3 against 2026.12.2 (static scales
+    with the feed-forward outputs as MatMulNBits, attention spelled out): the same scores, about 1.3x the speed.
     """
     import tempfile
 
@@ -364,10 +414,13 @@ def quantise_static_int8(source: Path | str, target: Path | str, feeds: Iterable
         model = onnx.load(str(per_row))
         weights = {tensor.name for tensor in model.graph.initializer}
         fixed = [node.name for node in model.graph.node if node.op_type == "MatMul" and node.input[1] in weights]
-        quantize_static(str(per_row), str(target), Feeds(), quant_format=QuantFormat.QOperator,
-                        nodes_to_quantize=fixed, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+        static = Path(tmp) / "static.onnx"
+        quantize_static(str(per_row), str(static), Feeds(), quant_format=QuantFormat.QOperator,
+                        nodes_to_quantize=fixed, per_channel=True, reduce_range=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        unquantised_outputs(static, target)
     return Path(target)
 
 
@@ -375,9 +428,10 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
     """Write SOURCE, an int8 export, to TARGET with float MatMuls again, so that it can be quantised another way.
 
     Each dynamic int8 chain (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul; exports before 2026.12), each
-    static one (QuantizeLinear -> QLinearMatMul -> DequantizeLinear; 2026.12.2) and each 8-bit MatMulNBits becomes one
-    MatMul with the dequantised weights. Used to requantise a shipped model whose float checkpoint is gone: its
-    weights are already on the int8 grid, so quantising them again per column loses nothing more.
+    static one (QuantizeLinear -> QLinearMatMul -> DequantizeLinear, 2026.12.2; QuantizeLinear ->
+    MatMulIntegerToFloat, 2026.12.4), each feed-forward output quantised per row (quantise_feed_forward_per_row) and
+    each 8-bit MatMulNBits becomes one MatMul with the dequantised weights (and an Add of its bias). Used to
+    requantise a shipped model whose float checkpoint is gone: its weights are already on an int8 grid.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -412,13 +466,45 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
                                                   [output[0].output[0]], name=node.name.removesuffix("_quant"))
             dropped.add(id(output[0]))
             continue
+        if node.op_type == "MatMulIntegerToFloat":
+            quantise = producer[node.input[0]]
+            if quantise.op_type != "QuantizeLinear":
+                raise ValueError(f"{source}: {node.name} does not read a QuantizeLinear")
+            weights, _, weight_scale, _, weight_zero = node.input[1:6]
+            floats = ((value(weights).astype(np.float32) - value(weight_zero).astype(np.float32))
+                      * value(weight_scale).astype(np.float32))
+            graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
+            name = node.name.removesuffix("_to_float")
+            matmul = helper.make_node("MatMul", [quantise.input[0], weights + "_float"],
+                                      [node.output[0] + ("_matmul" if len(node.input) > 6 else "")], name=name)
+            if len(node.input) > 6:  # the bias
+                replaced[id(node)] = [matmul, helper.make_node("Add", [node.input[6], matmul.output[0]],
+                                                               list(node.output), name=name + "/bias")]
+            else:
+                replaced[id(node)] = matmul
+            continue
+        if node.op_type == "MatMulInteger" and "/per_row/" in node.name:
+            # quantise_feed_forward_per_row's chain: from the Reshape of its input to the Reshape of its result.
+            prefix = node.name[: node.name.index("/per_row/") + len("/per_row/")]
+            chain = [n for n in graph.node if n.name.startswith(prefix)]
+            made = {output for n in chain for output in n.output}
+            outside = {name for n in chain for name in n.input if name not in made and name in producer}
+            last = [n for n in chain if n.name == prefix + "Reshape"]
+            if len(outside) != 1 or len(last) != 1:
+                raise ValueError(f"{source}: {node.name} is not a feed-forward output quantised per row")
+            weights = node.input[1]
+            floats = value(weights).astype(np.float32) * value(prefix + "weight_scales").astype(np.float32)
+            graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
+            replaced[id(node)] = helper.make_node("MatMul", [outside.pop(), weights + "_float"], list(last[0].output),
+                                                  name=prefix.removesuffix("/per_row/") + "/MatMul")
+            dropped.update(id(n) for n in chain if n is not node)
+            continue
         if node.op_type != "MatMulInteger":
             continue
         quantised_input, weights, _, weight_zero = node.input
         quantise = producer[quantised_input]
         if quantise.op_type != "DynamicQuantizeLinear":
-            raise ValueError(f"{source}: {node.name} is not a dynamic int8 MatMul; feed-forward outputs quantised per "
-                             "row (2026.12.3 and later) cannot be read back as floats")
+            raise ValueError(f"{source}: {node.name} is not a dynamic int8 MatMul")
         cast = consumers[node.output[0]][0]
         rescale = consumers[cast.output[0]][0]
         scales = producer[next(name for name in rescale.input if name != cast.output[0])]
@@ -431,7 +517,12 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
         replaced[id(node)] = helper.make_node("MatMul", [quantise.input[0], weights + "_float"], [rescale.output[0]],
                                               name=node.name.removesuffix("_quant"))
         dropped.update((id(cast), id(rescale)))
-    keep_used(graph, [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped])
+    nodes = []
+    for node in graph.node:
+        if id(node) not in dropped:
+            new = replaced.get(id(node), node)
+            nodes += new if isinstance(new, list) else [new]
+    keep_used(graph, nodes)
     onnx.save(model, str(target))
     return Path(target)
 
@@ -534,8 +625,8 @@ def write_onnx_artifact(
 
 def static_quantisation_note(calibration_texts: int) -> str:
     """Return what model.json says of a graph quantised by quantise_static_int8 on that many calibration texts."""
-    return (f"int8: inputs at scales fixed on {calibration_texts} texts (QLinearMatMul), feed-forward outputs with "
-            "inputs quantised per row (MatMulInteger); attention fused (MultiHeadAttention)")
+    return (f"int8, 7-bit weights: inputs at scales fixed on {calibration_texts} texts (MatMulIntegerToFloat), "
+            "feed-forward outputs with inputs quantised per row (MatMulInteger); attention fused (MultiHeadAttention)")
 
 
 def quantise_artifact_static(out_dir: Path | str, calibration_texts: Sequence[str]) -> None:
