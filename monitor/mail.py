@@ -6,6 +6,10 @@ sent right after the server accepted it, and each message carries a Message-ID d
 recipient, so in the narrow window between the server's "250" and our commit a resend is recognisable as the same
 message. A server that is down or answers 4xx leaves the row pending; a 5xx answer marks it failed (the server
 refused it for good, for example an unknown recipient) until staff run `weerbaar alerts retry --failed`.
+
+With mail.ssl or mail.starttls the server's certificate is checked against the trusted CAs (the system's, or the file
+SSL_CERT_FILE names) and its name against mail.host. A certificate that fails, or a server that does not offer
+STARTTLS, leaves the rows pending with an error naming the server; nothing, the password included, goes in the clear.
 """
 
 from __future__ import annotations
@@ -161,33 +165,62 @@ def smtp_password() -> str | None:
 
 
 def _connect(settings: MailSettings) -> smtplib.SMTP:
-    """Open an authenticated connection to the configured server; raise _Transient when it cannot be reached."""
+    """Open a connection to the configured server, encrypted as the settings ask, log in, and return it.
+
+    Raise _Transient when the server cannot be reached or answers 4xx (worth trying again), and MailError when these
+    settings cannot work until someone acts: a certificate we do not trust, no STARTTLS while mail.starttls is set,
+    a refused login. The password is sent only after TLS is up when mail.ssl or mail.starttls is set.
+    """
+    where = f"{settings.host}:{settings.port}"
+    client: smtplib.SMTP | None = None
     try:
         if settings.ssl:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
+            client = smtplib.SMTP_SSL(
                 settings.host, settings.port, timeout=settings.timeout_seconds, context=ssl.create_default_context()
             )
         else:
             client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds)
         client.ehlo()
         if settings.starttls and not settings.ssl:
+            if not client.has_extn("starttls"):
+                # smtplib would say so too, but as a generic error; and nothing may go on in the clear.
+                raise MailError(f"server {where} does not offer STARTTLS and mail.starttls is set; "
+                                "nothing was sent in the clear")
             client.starttls(context=ssl.create_default_context())
             client.ehlo()
         if settings.username:
             password = smtp_password()
             if password is None:
-                client.close()
                 raise MailError(f"mail.username is set but {PASSWORD_ENVIRONMENT_VARIABLE} is not")
             client.login(settings.username, password)
         return client
+    except MailError:
+        _close(client)
+        raise
+    except ssl.SSLCertVerificationError as exc:
+        # Checked before OSError: retrying cannot help, the certificate or the trusted CAs must change.
+        _close(client)
+        raise MailError(f"TLS with {where} failed: certificate verify failed: {exc.verify_message}; nothing was sent "
+                        "(a private CA is trusted through SSL_CERT_FILE, see the README)") from None
+    except ssl.SSLError as exc:
+        _close(client)
+        raise MailError(f"TLS with {where} failed: {exc.reason or type(exc).__name__}; nothing was sent (mail.ssl "
+                        "is for a port that speaks TLS at once, such as 465; mail.starttls for 587)") from None
     except smtplib.SMTPResponseException as exc:
+        _close(client)
         if 400 <= exc.smtp_code < 500:
-            raise _Transient(f"server answered {exc.smtp_code} on connect") from None
-        raise MailError(f"server {settings.host}:{settings.port} refused us: {exc.smtp_code} "
-                        f"{_reply_text(exc.smtp_error)}") from None
+            raise _Transient(f"server {where} answered {exc.smtp_code} on connect") from None
+        raise MailError(f"server {where} refused us: {exc.smtp_code} {_reply_text(exc.smtp_error)}") from None
     except (OSError, smtplib.SMTPException) as exc:
         # Connection refused, timeout, dropped connection: the server may be back on the next try.
-        raise _Transient(f"cannot reach {settings.host}:{settings.port}: {type(exc).__name__}: {exc}") from None
+        _close(client)
+        raise _Transient(f"cannot reach {where}: {type(exc).__name__}: {exc}") from None
+
+
+def _close(client: smtplib.SMTP | None) -> None:
+    """Close CLIENT's socket, if there is one, without saying QUIT."""
+    if client is not None:
+        client.close()
 
 
 def _reply_text(reply: bytes | str) -> str:
@@ -373,6 +406,7 @@ def _send_one(db, policy: RetryPolicy, settings: MailSettings, client, row_id, r
         _record(db, row_id, "pending", str(exc))
         delivery.deferred += 1
         delivery.errors.append(str(exc))
+        log.warning("outbox %d: not sent, stays queued: %s", row_id, exc)
     else:
         _record(db, row_id, "sent", None)
         delivery.sent += 1

@@ -4,11 +4,14 @@ import datetime as dt
 import json
 
 from click.testing import CliRunner
+from markupsafe import escape
 
 from monitor.cli import cli
+from monitor.digest_mail import digest_mail
 from monitor.digests import build_digest, day_bounds, write_digest
 from monitor.officials import import_officials
 from monitor.pipeline import run_once
+from monitor.rendering import render
 
 HOSTILE = [
     "<script>alert('xss')</script> ik maak je af @AnnekeVisserZw",
@@ -66,9 +69,15 @@ def test_a_source_that_returned_nothing_gets_a_line(db, settings, classifier, wo
     run_once(db, settings, classifier)
     digest = build_digest(db, settings, dt.date(2026, 12, 5))
     assert any(line.startswith("sample: geen berichten") for line in digest.silent_sources)
+    # The digest file and the mailed digest show one block (templates/silent_sources.html), the mail's styled inline.
+    items = "".join(f"<li>{escape(line)}</li>\n" for line in digest.silent_sources)
+    assert f"<h2>Bronnen zonder berichten</h2>\n<ul>\n{items}</ul>\n" in render("digest.html", digest=digest)
+    assert (f'<p style="font-weight: bold; margin-bottom: 2px;">Bronnen zonder berichten</p>\n'
+            f'<ul style="margin-top: 0;">\n{items}</ul>\n') in digest_mail(settings, digest, images={}).html
     # An official's part, mailed to their own contacts, leaves the installation-wide source lines out.
     part = digest.only({digest.officials[0].official_id})
     assert part.silent_sources == [] and part.warnings == [] and len(part.officials) == 1
+    assert "Bronnen zonder berichten" not in digest_mail(settings, part, images={}).html
 
 
 def test_local_day_bounds_follow_daylight_saving():

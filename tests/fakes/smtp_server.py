@@ -1,4 +1,8 @@
-"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives and can be told to refuse."""
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives and can be told to refuse.
+
+It can also require STARTTLS or speak TLS from the first byte, and records over which TLS version each message
+and each login arrived, so a test can tell encrypted mail from mail sent in the clear.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import ssl
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -22,6 +27,13 @@ class Received:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    tls: str | None = None  # the TLS version the message came over ("TLSv1.3"), None when in the clear
+
+
+def tls_version(server) -> str | None:
+    """Return the TLS version of SERVER's connection (aiosmtpd's SMTP protocol object), or None when in the clear."""
+    ssl_object = server.transport.get_extra_info("ssl_object") if server.transport is not None else None
+    return ssl_object.version() if ssl_object is not None else None
 
 
 @dataclass
@@ -46,7 +58,7 @@ class RecordingHandler:
         if self.answer:
             return self.answer
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, tls_version(server)))
         return "250 OK"
 
 
@@ -58,13 +70,22 @@ def free_port() -> int:
 
 
 class LoopbackSMTP:
-    """Start and stop the server on a fixed port, so a test can take it down and bring it back."""
+    """Start and stop the server on a fixed port, so a test can take it down and bring it back.
 
-    def __init__(self, port: int | None = None, login: tuple[str, str] | None = None):
+    STARTTLS: a server context; the server offers STARTTLS and refuses everything but EHLO, NOOP and QUIT before it.
+    IMPLICIT_TLS: a server context; the server speaks TLS from the first byte (SMTPS, as on port 465).
+    With LOGIN and either of them, AUTH is offered over TLS only; without TLS it is offered in the clear.
+    """
+
+    def __init__(self, port: int | None = None, login: tuple[str, str] | None = None,
+                 starttls: ssl.SSLContext | None = None, implicit_tls: ssl.SSLContext | None = None):
         self.port = port or free_port()
         self.handler = RecordingHandler()
-        self.login = login  # (username, password) the server requires, over plain SMTP since this is loopback
+        self.login = login  # (username, password) the server requires
         self.logins: list[str] = []
+        self.login_tls: list[str | None] = []  # per login, the TLS version it came over (None: in the clear)
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
         self._controller: Controller | None = None
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -72,14 +93,22 @@ class LoopbackSMTP:
             ok = (auth_data.login.decode(), auth_data.password.decode()) == self.login
             if ok:
                 self.logins.append(auth_data.login.decode())
+                self.login_tls.append(tls_version(server))
             return AuthResult(success=ok)
         return AuthResult(success=False)
 
     def start(self) -> LoopbackSMTP:
-        extra = {}
+        extra: dict = {}
         if self.login is not None:
-            extra = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+            # aiosmtpd's auth_require_tls counts only STARTTLS as TLS and would hide AUTH on an implicit-TLS socket,
+            # where nothing is in the clear anyway; so it is asked for with STARTTLS only.
+            extra = {"authenticator": self._authenticate, "auth_required": True,
+                     "auth_require_tls": self.starttls is not None}
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+        if self.starttls is not None:
+            extra |= {"tls_context": self.starttls, "require_starttls": True}
+        if self.implicit_tls is not None:
+            extra["ssl_context"] = self.implicit_tls
         self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **extra)
         self._controller.start()
         return self
@@ -97,7 +126,7 @@ class LoopbackSMTP:
         """Return the messages delivered to ADDRESS."""
         return [r.message for r in self.received if address in r.recipients]
 
-    def toml(self) -> str:
-        """Return a [mail] table pointing at this server."""
-        return (f'[mail]\nhost = "127.0.0.1"\nport = {self.port}\nsender = "weerbaar@gemeente.example"\n'
+    def toml(self, host: str = "127.0.0.1") -> str:
+        """Return a [mail] table pointing at this server, reached as HOST."""
+        return (f'[mail]\nhost = "{host}"\nport = {self.port}\nsender = "weerbaar@gemeente.example"\n'
                 "retry_attempts = 2\nretry_wait_seconds = 0.05\nretry_max_wait_seconds = 0.1\ntimeout_seconds = 5\n")
