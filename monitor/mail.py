@@ -159,6 +159,18 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _Transient)
 
 
+def _is_loopback(host: str) -> bool:
+    """Return whether HOST names this machine: localhost, or an address in 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def smtp_password() -> str | None:
     """Return the SMTP password from the environment (never from a file), or None."""
     return os.environ.get(PASSWORD_ENVIRONMENT_VARIABLE) or None
@@ -172,6 +184,7 @@ def _connect(settings: MailSettings) -> smtplib.SMTP:
     a refused login. The password is sent only after TLS is up when mail.ssl or mail.starttls is set.
     """
     where = f"{settings.host}:{settings.port}"
+    check_login_encrypted(settings)  # before connecting: nothing goes out
     client: smtplib.SMTP | None = None
     try:
         if settings.ssl:
@@ -434,3 +447,15 @@ def check_host(settings: MailSettings) -> None:
         raise MailError("mail.sender is not set")
     if settings.ssl and settings.starttls:
         raise MailError("mail.ssl and mail.starttls exclude each other; set one")
+    check_login_encrypted(settings)
+
+
+def check_login_encrypted(settings: MailSettings) -> None:
+    """Raise MailError when the settings would send the SMTP password unencrypted to a server on another machine.
+
+    A relay on this machine (localhost, 127.0.0.0/8, ::1) may take a login in the clear: nothing leaves the host.
+    """
+    if settings.username and not (settings.ssl or settings.starttls) and not _is_loopback(settings.host):
+        raise MailError(f"mail.username is set but neither mail.starttls nor mail.ssl: the password would go to "
+                        f"{settings.host}:{settings.port} unencrypted; set mail.starttls = true (port 587) or "
+                        "mail.ssl = true (port 465)")

@@ -62,3 +62,24 @@ def test_login_uses_the_password_from_the_environment_and_never_logs_it(tmp_path
         assert "s3cret" not in caplog.text and "wrong" not in caplog.text and "s3cret" not in (stored or "")
     finally:
         server.stop()
+
+
+def test_a_login_to_another_machine_without_tls_is_refused_before_connecting(tmp_path, monkeypatch):
+    from monitor.mail import MailError, check_host
+
+    monkeypatch.setenv("WEERBAAR_SMTP_PASSWORD", "s3cret-pw")
+    db = open_db(tmp_path / "mail.db")
+    plain = ('[mail]\nhost = "smtp.gemeente.example"\nport = 25\nsender = "w@gemeente.example"\n'
+             'username = "weerbaar"\nretry_attempts = 1\ntimeout_seconds = 1\n')
+    settings = load_settings(write(tmp_path, plain)).mail
+    with pytest.raises(MailError, match="password would go to smtp.gemeente.example:25 unencrypted"):
+        check_host(settings)
+    queue_mail(db, "digest", "k1", ["desk@gemeente.example"], Mail("s", "t", "<p>t</p>"), settings.sender)
+    db.conn.commit()
+    delivery = send_pending(db, settings)
+    assert delivery.sent == 0
+    status, error = db.execute("SELECT status, last_error FROM outbox").fetchone()
+    assert status == "pending" and "unencrypted" in error and "s3cret" not in error
+    # With STARTTLS set, or to a relay on this machine, the same login is allowed.
+    check_host(load_settings(write(tmp_path, plain + "starttls = true\n")).mail)
+    check_host(load_settings(write(tmp_path, plain.replace("smtp.gemeente.example", "127.0.0.1"))).mail)
