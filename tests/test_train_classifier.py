@@ -161,3 +161,38 @@ def test_cross_validation_with_a_soup_reports_each_member_and_their_ensemble(tin
     members = record["cv"]["folds"][0]["soup_members"]
     assert [m["name"] for m in members] == ["member 1", "member 2", "ensemble"]
     assert all(0 <= m["average_precision"] <= 1 for m in members)
+
+
+def test_the_export_refits_thresholds_on_the_artifacts_own_scores_of_the_runs_calibration_rows(
+        tiny_base, tmp_path, capsys):
+    import numpy as np
+
+    from monitor.onnx_classifier import read_onnx_classifier
+    from monitor.training.commands import export_classifier
+    from monitor.training.commands.train_classifier import held_out_rows
+
+    assert main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "model")]) == 0
+    record = json.loads((tmp_path / "model" / "run.json").read_text())
+    # The calibration rows are rebuilt from the run record alone, as many as the run calibrated on.
+    held_out = held_out_rows(record["arguments"])
+    assert len(held_out) == record["held_out"]["rows"] > 0
+    capsys.readouterr()
+    assert export_classifier.main(["--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "onnx"),
+                                   "--max-pieces", "0", "--refit-thresholds"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["thresholds"]["checkpoint"] == record["thresholds"] and report["thresholds"]["rows"] == len(held_out)
+    card = json.loads((tmp_path / "onnx" / "model.json").read_text())
+    refitted = report["thresholds"]["refitted"]
+    assert card["thresholds"] == refitted and "held-out calibration rows" in card["thresholds_fitted_on"]
+    # The threat threshold holds the run's false-alarm budget on the artifact's own scores, and is the lowest that
+    # does: one step lower, by the next non-threat's score, it would not.
+    scores = np.array([s["threat"] for s in read_onnx_classifier(tmp_path / "onnx").score([r.text for r in held_out])])
+    negatives = np.sort(scores[np.array([r.labels.get("threat") == 0 for r in held_out])])[::-1]
+    allowed = int(0.05 * len(negatives))
+    assert np.sum(negatives >= refitted["threat"]) <= allowed
+    assert refitted["threat"] > negatives[allowed] and np.sum(negatives >= negatives[allowed]) > allowed
+    # An artifact does not know its calibration rows: asking to refit one is refused before anything is written.
+    with pytest.raises(SystemExit, match="needs --checkpoint"):
+        export_classifier.main(["--from-artifact", str(tmp_path / "onnx"), "--out", str(tmp_path / "again"),
+                                "--static-calibration", f"imsypp:{FIXTURES / 'imsypp.csv'}", "--refit-thresholds"])
+    assert not (tmp_path / "again").exists()

@@ -12,7 +12,9 @@ bundled sample mentions) use, up to --max-pieces: every single-character piece (
 every piece the Dutch texts use, then the most frequent pieces of the other languages. Dutch comes first because a
 Dutch text whose pieces were all kept tokenises exactly as before, and so scores exactly as the checkpoint does. Only
 piece statistics leave the datasets, never their text. The script then checks the artifact: size, load time, and
-agreement with the checkpoint's torch logits on held-out texts.
+agreement with the checkpoint's torch logits on held-out texts. With --refit-thresholds the thresholds are fitted
+again on the int8 artifact's own scores of the training run's calibration rows (threat at the run's false-alarm
+budget), since int8 moves scores a little; model.json then holds those, and the output shows both.
 
 Example (quantise a shipped artifact again, the current way, when its float checkpoint is gone; the check then
 compares with the source artifact):
@@ -33,6 +35,8 @@ import numpy as np
 
 from monitor.onnx_classifier import read_onnx_classifier
 from monitor.settings import PROJECT_ROOT
+from monitor.training.calibration import refit_artifact_thresholds
+from monitor.training.commands.train_classifier import held_out_rows
 from monitor.training.datasets import READERS, read_dataset
 from monitor.training.export import write_onnx_artifact
 from monitor.training.finetune import load_checkpoint
@@ -58,6 +62,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="quantise with input scales fixed on every 30th text of this set, up to 240 (faster "
                              "scoring at the same scores; e.g. corpus:train); default: inputs quantised per row")
     parser.add_argument("--version", default="2026.12.0", help="model version written next to every score")
+    parser.add_argument("--refit-thresholds", action="store_true",
+                        help="fit the thresholds again on the artifact's own scores of the rows the training run "
+                             "calibrated on (rebuilt from the checkpoint's run.json; its data files must be there)")
     return parser.parse_args(argv)
 
 
@@ -116,6 +123,8 @@ def requantise(arguments) -> int:
 
     if not arguments.static_calibration:
         raise SystemExit("--from-artifact needs --static-calibration FORMAT:PATH (the texts that fix the scales)")
+    if arguments.refit_thresholds:
+        raise SystemExit("--refit-thresholds needs --checkpoint: an artifact does not record its calibration rows")
     try:
         requantise_artifact(arguments.from_artifact, arguments.out, calibration_texts(arguments.static_calibration),
                             arguments.version)
@@ -158,11 +167,19 @@ def main(argv: list[str] | None = None) -> int:
                                   quantise=not arguments.no_quantise, card=card, other_texts=other_texts,
                                   calibration_texts=calibration_texts(arguments.static_calibration)
                                   if arguments.static_calibration else None)
+    refitted = {}
+    if arguments.refit_thresholds:
+        try:
+            held_out = held_out_rows(run["arguments"])
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"error: --refit-thresholds: {exc}") from None
+        refitted = {"thresholds": {"checkpoint": card["thresholds"], "refitted": refit_artifact_thresholds(
+            arguments.out, held_out, float(run["arguments"].get("false_alarm_rate", 0.05))), "rows": len(held_out)}}
     classifier, load_seconds = timed_load(arguments.out)
     texts = check_texts()
     print(json.dumps(agreement_report(arguments.out, model.logits(texts), classifier.logits(texts),
                                       model.config.categories, load_seconds, len(texts),
-                                      vocabulary_pieces=written["vocabulary_pieces"]), indent=2))
+                                      vocabulary_pieces=written["vocabulary_pieces"], **refitted), indent=2))
     return 0
 
 

@@ -196,6 +196,22 @@ def threat_data(arguments) -> list[LabelledText]:
     return records
 
 
+def held_out_rows(recorded: dict) -> list[LabelledText]:
+    """Return the rows a final training run calibrated on, rebuilt from the ARGUMENTS of its run record.
+
+    The split depends only on the IMSyPP rows, the threat data, the calibration fraction and the seed (the extra rows
+    all train), so the same data files give the same rows again.
+    """
+    if not recorded.get("imsypp"):
+        raise ValueError("the run record names no --imsypp file")
+    arguments = parse_arguments(["--imsypp", str(recorded["imsypp"])])  # defaults for what older records lack
+    for name, value in recorded.items():
+        setattr(arguments, name, value)
+    _, held_imsypp, held_threat = calibration_split(read_imsypp(arguments.imsypp), threat_data(arguments), [],
+                                                    arguments.calibration_fraction, arguments.seed)
+    return held_imsypp + held_threat
+
+
 def extra_data(arguments) -> list[LabelledText]:
     """Return the sampled --extra datasets, the reviews and the annotations."""
     import random
