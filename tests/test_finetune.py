@@ -280,3 +280,25 @@ def test_the_linear_probe_reads_a_seeded_sample_of_large_training_sets(xlmr_toke
                             max_length=24, seed=3, head_init="logistic", probe_rows=12)
     model = finetune(records(), config, base=(tiny_encoder(len(xlmr_tokenizer)), xlmr_tokenizer))
     assert model.timings["probe"] >= 0 and model.timings["steps"] > 0
+
+
+def test_the_linear_probe_weighs_each_row_by_its_sources_weight(xlmr_tokenizer):
+    # The same texts again, labelled the other way round, five times as often, from a source at weight 0.01: the
+    # probe must follow the real rows, as the fine-tuning loss does, not the more numerous light ones.
+    real = records()
+    flipped = [dataclasses.replace(r, source="extra", labels={c: None if v is None else 1 - v for c, v in
+                                                                  r.labels.items()}) for r in real] * 5
+    texts = ["Ik maak je af", "Mooi werk wethouder"]
+    heads = {}
+    for weight in (0.01, 1.0):
+        config = FinetuneConfig(num_layers=None, epochs=1, batch_size=9, learning_rate=1e-3, head_learning_rate=1e-3,
+                                max_length=24, seed=3, head_init="logistic", source_weights={"extra": weight})
+        seen = []
+        finetune(real + flipped, config, base=(tiny_encoder(len(xlmr_tokenizer)), xlmr_tokenizer),
+                 after_epoch=lambda epoch, m: seen.append(m.logits(texts)) if epoch == 0 else None)
+        heads[weight] = seen[0][:, 1]  # threat, before any fine-tuning step
+    threat, praise = heads[0.01]
+    assert threat > 0 > praise
+    # At equal weight the flipped rows outnumber the real ones, and the probe follows them instead.
+    threat, praise = heads[1.0]
+    assert threat < 0 < praise

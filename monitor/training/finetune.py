@@ -294,11 +294,13 @@ def positive_weights(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def init_head_from_logistic(module, pooled: np.ndarray, labels: np.ndarray, mask: np.ndarray,
-                            class_balance: bool, seed: int) -> dict[str, float]:
+                            class_balance: bool, seed: int, sample_weight: np.ndarray | None = None) -> dict[str, float]:
     """Set MODULE's head to per-category logistic regressions on the frozen POOLED embeddings; return each C.
 
     The linear probe first, then fine-tuning (LP-FT): starting from a good head keeps the first updates from
-    distorting the pretrained features, which matters on a small training set.
+    distorting the pretrained features, which matters on a small training set. SAMPLE_WEIGHT (each row's source
+    weight, as in the fine-tuning loss) weighs the rows here too: unweighted, 6,754 corpus rows at weight 0.3 set
+    the head against 1,141 real posts, and fine-tuning started from the corpus's boundary.
     """
     import torch
 
@@ -312,10 +314,11 @@ def init_head_from_logistic(module, pooled: np.ndarray, labels: np.ndarray, mask
         y = labels[known, column].astype(np.int64)
         if known.sum() < 8 or y.min() == y.max() or np.bincount(y).min() < 2:
             continue
-        head = fit_logistic_head(pooled[known], y, seed=seed)
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[known]
+        head = fit_logistic_head(pooled[known], y, seed=seed, sample_weight=weights)
         if not class_balance:
             # fit_logistic_head balances the classes; without balancing, move the bias back to the base rate.
-            rate = float(y.mean())
+            rate = float(y.mean() if weights is None else np.average(y, weights=weights))
             head.bias += math.log(rate / (1 - rate))
         weight[column] = torch.from_numpy(head.weights)
         bias[column] = head.bias
@@ -398,7 +401,8 @@ def finetune(
         started = time.monotonic()
         rows = probe_rows(len(records), config.probe_rows, config.seed)
         pooled = pooled_embeddings(module, tokenizer, [texts[i] for i in rows], config)
-        chosen = init_head_from_logistic(module, pooled, labels[rows], mask[rows], config.class_balance, config.seed)
+        chosen = init_head_from_logistic(module, pooled, labels[rows], mask[rows], config.class_balance, config.seed,
+                                         weights[rows])
         timings["probe"] = round(time.monotonic() - started, 1)
         log(f"head initialised from logistic regressions on frozen embeddings, C {chosen} ({timings['probe']:.0f} s)")
     elif config.head_init != "random":
