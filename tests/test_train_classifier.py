@@ -180,7 +180,7 @@ def test_the_export_refits_thresholds_on_the_artifacts_own_scores_of_the_runs_ca
     assert export_classifier.main(["--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "onnx"),
                                    "--max-pieces", "0", "--refit-thresholds"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["thresholds"]["checkpoint"] == record["thresholds"] and report["thresholds"]["rows"] == len(held_out)
+    assert report["thresholds"]["before"] == record["thresholds"] and report["thresholds"]["rows"] == len(held_out)
     card = json.loads((tmp_path / "onnx" / "model.json").read_text())
     refitted = report["thresholds"]["refitted"]
     assert card["thresholds"] == refitted and "held-out calibration rows" in card["thresholds_fitted_on"]
@@ -191,8 +191,14 @@ def test_the_export_refits_thresholds_on_the_artifacts_own_scores_of_the_runs_ca
     allowed = int(0.05 * len(negatives))
     assert np.sum(negatives >= refitted["threat"]) <= allowed
     assert refitted["threat"] > negatives[allowed] and np.sum(negatives >= negatives[allowed]) > allowed
-    # An artifact does not know its calibration rows: asking to refit one is refused before anything is written.
-    with pytest.raises(SystemExit, match="needs --checkpoint"):
-        export_classifier.main(["--from-artifact", str(tmp_path / "onnx"), "--out", str(tmp_path / "again"),
-                                "--static-calibration", f"imsypp:{FIXTURES / 'imsypp.csv'}", "--refit-thresholds"])
+    # An artifact does not know its calibration rows: refitting one without --run is refused before anything is
+    # written; with the run record, its requantised copy gets thresholds fitted on its own scores.
+    requantise = ["--from-artifact", str(tmp_path / "onnx"), "--out", str(tmp_path / "again"),
+                  "--static-calibration", f"imsypp:{FIXTURES / 'imsypp.csv'}", "--refit-thresholds"]
+    with pytest.raises(SystemExit, match="needs --run RUN_JSON"):
+        export_classifier.main(requantise)
     assert not (tmp_path / "again").exists()
+    assert export_classifier.main(requantise + ["--run", str(tmp_path / "model" / "run.json")]) == 0
+    again = json.loads(capsys.readouterr().out)["thresholds"]
+    assert again["before"] == refitted and again["rows"] == len(held_out)
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["thresholds"] == again["refitted"]

@@ -14,13 +14,16 @@ Dutch text whose pieces were all kept tokenises exactly as before, and so scores
 piece statistics leave the datasets, never their text. The script then checks the artifact: size, load time, and
 agreement with the checkpoint's torch logits on held-out texts. With --refit-thresholds the thresholds are fitted
 again on the int8 artifact's own scores of the training run's calibration rows (threat at the run's false-alarm
-budget), since int8 moves scores a little; model.json then holds those, and the output shows both.
+budget), since int8 moves scores a little; model.json then holds those, and the output shows both. With
+--from-artifact, --run names the training run record (its arguments rebuild the rows; only IMSyPP, the threat data,
+the calibration fraction and the seed decide them).
 
 Example (quantise a shipped artifact again, the current way, when its float checkpoint is gone; the check then
 compares with the source artifact):
 
     python scripts/export_classifier.py --from-artifact models/weerbaar-e5-ft --out var/e5-ft-requantised \
         --static-calibration corpus:train --version 2026.12.3
+    (add --refit-thresholds --run RUN_JSON to fit the thresholds on the requantised artifact's own scores)
 """
 
 from __future__ import annotations
@@ -64,8 +67,28 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--version", default="2026.12.0", help="model version written next to every score")
     parser.add_argument("--refit-thresholds", action="store_true",
                         help="fit the thresholds again on the artifact's own scores of the rows the training run "
-                             "calibrated on (rebuilt from the checkpoint's run.json; its data files must be there)")
+                             "calibrated on (rebuilt from its run record; its data files must be there)")
+    parser.add_argument("--run", type=Path, metavar="RUN_JSON",
+                        help="the training run record --refit-thresholds rebuilds the rows from (default: the "
+                             "checkpoint's run.json; needed with --from-artifact)")
     return parser.parse_args(argv)
+
+
+def refit(arguments, run: dict | None, before: dict) -> dict:
+    """Refit the thresholds of the artifact in --out when asked (--refit-thresholds); return what main prints of it."""
+    if not arguments.refit_thresholds:
+        return {}
+    try:
+        if arguments.run:
+            run = json.loads(arguments.run.read_text(encoding="utf-8"))
+        if run is None:
+            raise ValueError("--from-artifact needs --run RUN_JSON: an artifact does not record its calibration rows")
+        held_out = held_out_rows(run["arguments"])
+        refitted = refit_artifact_thresholds(arguments.out, held_out,
+                                             float(run["arguments"].get("false_alarm_rate", 0.05)))
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: --refit-thresholds: {exc}") from None
+    return {"thresholds": {"before": before, "refitted": refitted, "rows": len(held_out)}}
 
 
 def sample_texts() -> list[str]:
@@ -123,19 +146,22 @@ def requantise(arguments) -> int:
 
     if not arguments.static_calibration:
         raise SystemExit("--from-artifact needs --static-calibration FORMAT:PATH (the texts that fix the scales)")
-    if arguments.refit_thresholds:
-        raise SystemExit("--refit-thresholds needs --checkpoint: an artifact does not record its calibration rows")
+    if arguments.refit_thresholds and not arguments.run:
+        raise SystemExit("error: --refit-thresholds: --from-artifact needs --run RUN_JSON: an artifact does not "
+                         "record its calibration rows")
     try:
         requantise_artifact(arguments.from_artifact, arguments.out, calibration_texts(arguments.static_calibration),
                             arguments.version)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    source = read_onnx_classifier(arguments.from_artifact)
+    refitted = refit(arguments, None, dict(json.loads((arguments.from_artifact / "model.json").read_text(
+        encoding="utf-8")).get("thresholds", {})))
     classifier, load_seconds = timed_load(arguments.out)
     texts = check_texts()
-    source = read_onnx_classifier(arguments.from_artifact)
     print(json.dumps(agreement_report(arguments.out, source.logits(texts), classifier.logits(texts),
                                       classifier.categories, load_seconds, len(texts),
-                                      compared_with=str(arguments.from_artifact)), indent=2))
+                                      compared_with=str(arguments.from_artifact), **refitted), indent=2))
     return 0
 
 
@@ -167,14 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                                   quantise=not arguments.no_quantise, card=card, other_texts=other_texts,
                                   calibration_texts=calibration_texts(arguments.static_calibration)
                                   if arguments.static_calibration else None)
-    refitted = {}
-    if arguments.refit_thresholds:
-        try:
-            held_out = held_out_rows(run["arguments"])
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"error: --refit-thresholds: {exc}") from None
-        refitted = {"thresholds": {"checkpoint": card["thresholds"], "refitted": refit_artifact_thresholds(
-            arguments.out, held_out, float(run["arguments"].get("false_alarm_rate", 0.05))), "rows": len(held_out)}}
+    refitted = refit(arguments, run, card["thresholds"])
     classifier, load_seconds = timed_load(arguments.out)
     texts = check_texts()
     print(json.dumps(agreement_report(arguments.out, model.logits(texts), classifier.logits(texts),
