@@ -343,7 +343,7 @@ def quantise_feed_forward_per_row(source: Path | str, target: Path | str) -> Pat
 
 
 def unquantised_outputs(source: Path | str, target: Path | str) -> Path:
-    """Write SOURCE to TARGET with each QLinearMatMul -> DequantizeLinear (-> Add of a bias) as one MatMulIntegerToFloat.
+    """Write SOURCE to TARGET with each QLinearMatMul -> DequantizeLinear (-> Add of a bias) as MatMulIntegerToFloat.
 
     QLinearMatMul rounds its result to uint8 at a scale fixed on the calibration texts and clips whatever falls outside
     their range; MatMulIntegerToFloat returns the int8 product in float, scaled and with the bias added, so only the
@@ -441,6 +441,16 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
     index = GraphIndex(graph)
     value, producer, consumers = index.value, index.producer, index.consumers
     replaced, dropped = {}, set()
+
+    def float_weights(weights: str, scale: str, zero: str | None = None) -> str:
+        """Add the float value of the int8 initialiser WEIGHTS ((weights - ZERO) * SCALE) and return its name."""
+        floats = value(weights).astype(np.float32)
+        if zero is not None:
+            floats = floats - value(zero).astype(np.float32)
+        floats = floats * value(scale).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
+        return weights + "_float"
+
     for node in graph.node:
         if node.op_type == "MatMulNBits" and len(node.input) == 3:
             # Symmetric 8-bit blocks: weight = (byte - 128) * the block's scale, stored [N, blocks, block].
@@ -451,19 +461,16 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
             blocks = value(node.input[1]).astype(np.float32) - 128.0
             floats = (blocks * value(node.input[2]).reshape(columns, -1, 1)).reshape(columns, -1)[:, :rows].T
             graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(floats), node.input[1] + "_float"))
-            replaced[id(node)] = helper.make_node("MatMul", [node.input[0], node.input[1] + "_float"],
-                                                  list(node.output), name=node.name.removesuffix("_Q8"))
+            replaced[id(node)] = [helper.make_node("MatMul", [node.input[0], node.input[1] + "_float"],
+                                                   list(node.output), name=node.name.removesuffix("_Q8"))]
             continue
         if node.op_type == "QLinearMatMul":
             quantise, output = producer[node.input[0]], consumers[node.output[0]]
             if quantise.op_type != "QuantizeLinear" or [c.op_type for c in output] != ["DequantizeLinear"]:
                 raise ValueError(f"{source}: {node.name} is not a static int8 MatMul between (de)quantisations")
-            weights, weight_scale, weight_zero = node.input[3:6]
-            floats = ((value(weights).astype(np.float32) - value(weight_zero).astype(np.float32))
-                      * value(weight_scale).astype(np.float32))
-            graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
-            replaced[id(node)] = helper.make_node("MatMul", [quantise.input[0], weights + "_float"],
-                                                  [output[0].output[0]], name=node.name.removesuffix("_quant"))
+            floats = float_weights(*node.input[3:6])  # weights, their scale, their zero point
+            replaced[id(node)] = [helper.make_node("MatMul", [quantise.input[0], floats], [output[0].output[0]],
+                                                   name=node.name.removesuffix("_quant"))]
             dropped.add(id(output[0]))
             continue
         if node.op_type == "MatMulIntegerToFloat":
@@ -471,17 +478,13 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
             if quantise.op_type != "QuantizeLinear":
                 raise ValueError(f"{source}: {node.name} does not read a QuantizeLinear")
             weights, _, weight_scale, _, weight_zero = node.input[1:6]
-            floats = ((value(weights).astype(np.float32) - value(weight_zero).astype(np.float32))
-                      * value(weight_scale).astype(np.float32))
-            graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
-            name = node.name.removesuffix("_to_float")
-            matmul = helper.make_node("MatMul", [quantise.input[0], weights + "_float"],
-                                      [node.output[0] + ("_matmul" if len(node.input) > 6 else "")], name=name)
-            if len(node.input) > 6:  # the bias
-                replaced[id(node)] = [matmul, helper.make_node("Add", [node.input[6], matmul.output[0]],
-                                                               list(node.output), name=name + "/bias")]
-            else:
-                replaced[id(node)] = matmul
+            name, bias = node.name.removesuffix("_to_float"), node.input[6:]
+            matmul = helper.make_node("MatMul", [quantise.input[0], float_weights(weights, weight_scale, weight_zero)],
+                                      [node.output[0] + ("_matmul" if bias else "")], name=name)
+            replaced[id(node)] = [matmul]
+            if bias:
+                replaced[id(node)].append(helper.make_node("Add", [bias[0], matmul.output[0]], list(node.output),
+                                                           name=name + "/bias"))
             continue
         if node.op_type == "MatMulInteger" and "/per_row/" in node.name:
             # quantise_feed_forward_per_row's chain: from the Reshape of its input to the Reshape of its result.
@@ -492,11 +495,9 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
             last = [n for n in chain if n.name == prefix + "Reshape"]
             if len(outside) != 1 or len(last) != 1:
                 raise ValueError(f"{source}: {node.name} is not a feed-forward output quantised per row")
-            weights = node.input[1]
-            floats = value(weights).astype(np.float32) * value(prefix + "weight_scales").astype(np.float32)
-            graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
-            replaced[id(node)] = helper.make_node("MatMul", [outside.pop(), weights + "_float"], list(last[0].output),
-                                                  name=prefix.removesuffix("/per_row/") + "/MatMul")
+            floats = float_weights(node.input[1], prefix + "weight_scales")
+            replaced[id(node)] = [helper.make_node("MatMul", [outside.pop(), floats], list(last[0].output),
+                                                   name=prefix.removesuffix("/per_row/") + "/MatMul")]
             dropped.update(id(n) for n in chain if n is not node)
             continue
         if node.op_type != "MatMulInteger":
@@ -512,17 +513,11 @@ def dequantise_int8(source: Path | str, target: Path | str) -> Path:
         if (quantise.op_type, cast.op_type, rescale.op_type, scales.op_type) != (
                 "DynamicQuantizeLinear", "Cast", "Mul", "Mul"):
             raise ValueError(f"{source}: {node.name} is not a dynamic int8 MatMul")
-        floats = (value(weights).astype(np.float32) - value(weight_zero).astype(np.float32)) * value(weight_scale)
-        graph.initializer.append(numpy_helper.from_array(floats.astype(np.float32), weights + "_float"))
-        replaced[id(node)] = helper.make_node("MatMul", [quantise.input[0], weights + "_float"], [rescale.output[0]],
-                                              name=node.name.removesuffix("_quant"))
+        floats = float_weights(weights, weight_scale, weight_zero)
+        replaced[id(node)] = [helper.make_node("MatMul", [quantise.input[0], floats], [rescale.output[0]],
+                                               name=node.name.removesuffix("_quant"))]
         dropped.update((id(cast), id(rescale)))
-    nodes = []
-    for node in graph.node:
-        if id(node) not in dropped:
-            new = replaced.get(id(node), node)
-            nodes += new if isinstance(new, list) else [new]
-    keep_used(graph, nodes)
+    keep_used(graph, [new for node in graph.node if id(node) not in dropped for new in replaced.get(id(node), [node])])
     onnx.save(model, str(target))
     return Path(target)
 
@@ -617,10 +612,17 @@ def write_onnx_artifact(
     }
     if quantise and calibration_texts:
         written["quantised"] = static_quantisation_note(len(calibration_texts))
-    (out_dir / "model.json").write_text(json.dumps(written, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_card(out_dir, written)
     if quantise and calibration_texts:
         quantise_artifact_static(out_dir, calibration_texts)
     return written
+
+
+def write_card(out_dir: Path | str, card: Mapping) -> None:
+    """Write CARD as the model.json of the artifact in OUT_DIR."""
+    from ..onnx_classifier import CARD_FILE
+
+    (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def static_quantisation_note(calibration_texts: int) -> str:
@@ -668,6 +670,6 @@ def requantise_artifact(source_dir: Path | str, out_dir: Path | str, calibration
             shutil.copyfile(source_dir / name, out_dir / name)
     card.update(version=version, requantised_from=card.get("version"), input_quantisation="per-row",
                 quantised=static_quantisation_note(len(calibration_texts)))
-    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_card(out_dir, card)
     quantise_artifact_static(out_dir, calibration_texts)
     return card

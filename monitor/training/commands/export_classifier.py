@@ -79,10 +79,8 @@ def refit(arguments, run: dict | None, before: dict) -> dict:
     if not arguments.refit_thresholds:
         return {}
     try:
-        if arguments.run:
+        if arguments.run:  # else RUN, the checkpoint's (requantise makes sure --from-artifact has --run)
             run = json.loads(arguments.run.read_text(encoding="utf-8"))
-        if run is None:
-            raise ValueError("--from-artifact needs --run RUN_JSON: an artifact does not record its calibration rows")
         held_out = held_out_rows(run["arguments"])
         refitted = refit_artifact_thresholds(arguments.out, held_out,
                                              float(run["arguments"].get("false_alarm_rate", 0.05)))
@@ -150,13 +148,12 @@ def requantise(arguments) -> int:
         raise SystemExit("error: --refit-thresholds: --from-artifact needs --run RUN_JSON: an artifact does not "
                          "record its calibration rows")
     try:
-        requantise_artifact(arguments.from_artifact, arguments.out, calibration_texts(arguments.static_calibration),
-                            arguments.version)
+        card = requantise_artifact(arguments.from_artifact, arguments.out,
+                                   calibration_texts(arguments.static_calibration), arguments.version)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     source = read_onnx_classifier(arguments.from_artifact)
-    refitted = refit(arguments, None, dict(json.loads((arguments.from_artifact / "model.json").read_text(
-        encoding="utf-8")).get("thresholds", {})))
+    refitted = refit(arguments, None, dict(card.get("thresholds", {})))
     classifier, load_seconds = timed_load(arguments.out)
     texts = check_texts()
     print(json.dumps(agreement_report(arguments.out, source.logits(texts), classifier.logits(texts),
