@@ -90,6 +90,11 @@ def test_calibrated_cross_validation_fits_thresholds_on_each_folds_own_training_
     assert calibrated["imsypp"]["aggression"]["threshold"] == calibrated["thresholds"]["aggression"]
     assert record["cv"]["calibrated_aggression_macro_f1_per_fold"] == [
         calibrated["imsypp"]["aggression"]["macro_f1"]]
+    # Each fold is also measured on the corpus's held-out families, at its own thresholds.
+    corpus = fold["corpus_eval"]
+    assert set(corpus["average_precision"]) == {"aggression", "threat", "insult", "identity_attack"}
+    assert corpus["phenomena"]["counter_speech"]["negatives"] > 0
+    assert 0 <= corpus["phenomena"]["threat_direct"]["threat_recall"] <= 1
     # The fold trains on 70% of its training half; the other 30% calibrated it and never trained it.
     imsypp = read_imsypp(FIXTURES / "imsypp.csv")
     assert fold["train_rows"] < len(imsypp) // 2
@@ -121,6 +126,28 @@ def test_extra_only_keeps_one_category_and_samples_its_positives_and_negatives()
     assert all(v is None for r in records for c, v in r.labels.items() if c != "threat")
     with pytest.raises(SystemExit):
         parse_arguments(["--imsypp", "x.csv", "--extra-only", "sarcasm"])
+
+
+def test_extra_mask_hides_a_category_on_all_extra_rows_or_only_on_the_named_corpus_phenomena():
+    def phenomenon(record):
+        return record.group.partition("-")[2]
+
+    base = ["--imsypp", str(FIXTURES / "imsypp.csv"), "--extra", "corpus:train", "--extra-rows", "100000"]
+    plain = extra_data(parse_arguments(base))
+    everywhere = extra_data(parse_arguments(base + ["--extra-mask", "aggression"]))
+    assert all(r.labels["aggression"] is None for r in everywhere)
+    assert [r.labels["threat"] for r in everywhere] == [r.labels["threat"] for r in plain]
+    named = extra_data(parse_arguments(base + ["--extra-mask", "aggression:criticism_policy,object_abuse"]))
+    assert [r.text for r in named] == [r.text for r in plain]  # masking keeps every row and the order
+    for before, after in zip(plain, named, strict=True):
+        hidden = phenomenon(before) in ("criticism_policy", "object_abuse")
+        assert after.labels["aggression"] == (None if hidden else before.labels["aggression"])
+        assert {c: v for c, v in after.labels.items() if c != "aggression"} == \
+            {c: v for c, v in before.labels.items() if c != "aggression"}
+    assert any(phenomenon(r) == "criticism_policy" for r in plain)
+    for bad in ("sarcasm", "aggression:parking", "aggression:criticism_policy,nope"):
+        with pytest.raises(SystemExit):
+            parse_arguments(["--imsypp", "x.csv", "--extra-mask", bad])
 
 
 def test_a_training_share_keeps_each_stratum_in_proportion_and_only_rows_it_was_given():

@@ -97,6 +97,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extra-only", choices=CATEGORIES, metavar="CATEGORY",
                         help="train only CATEGORY on the --extra rows (their other labels masked), sampled like "
                              "GermEval vio: every positive, and --extra-rows rows that are 0 for it")
+    parser.add_argument("--extra-mask", action="append", default=[], type=extra_mask, metavar="CATEGORY[:PHENOMENA]",
+                        help="mask CATEGORY on the --extra rows, or only on the corpus families of the comma-separated "
+                             "PHENOMENA (repeatable): where that category's definition there differs from the one the "
+                             "real posts are labelled by, e.g. aggression:criticism_policy,object_abuse")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
     parser.add_argument("--annotations", type=Path,
                         help="a Weerbaar database: its annotation rounds are training data (annotators' majority)")
@@ -212,6 +216,27 @@ def held_out_rows(recorded: dict) -> list[LabelledText]:
     return held_imsypp + held_threat
 
 
+def extra_mask(value: str) -> str:
+    """Check one --extra-mask value, CATEGORY or CATEGORY:PHENOMENON,..., and return it as given."""
+    from monitor.training.corpus import PHENOMENA
+
+    category, _, phenomena = value.partition(":")
+    if category not in CATEGORIES:
+        raise argparse.ArgumentTypeError(f"{value!r}: unknown category {category!r}; categories: {', '.join(CATEGORIES)}")
+    unknown = [p for p in phenomena.split(",") if p not in PHENOMENA] if phenomena else []
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{value!r}: unknown phenomena {unknown}; phenomena: {', '.join(PHENOMENA)}")
+    return value
+
+
+def masked(record: LabelledText, masks: Sequence[str]) -> LabelledText:
+    """Return RECORD with the categories of MASKS (--extra-mask values) masked where they apply to it."""
+    phenomenon = record.group.partition("-")[2] if record.group and record.group.startswith("corpus:") else None
+    hidden = [category for category, _, phenomena in (m.partition(":") for m in masks)
+              if not phenomena or phenomenon in phenomena.split(",")]
+    return dataclasses.replace(record, labels=record.labels | dict.fromkeys(hidden)) if hidden else record
+
+
 def extra_data(arguments) -> list[LabelledText]:
     """Return the sampled --extra datasets, the reviews and the annotations."""
     import random
@@ -225,6 +250,7 @@ def extra_data(arguments) -> list[LabelledText]:
                     for r in rows]
             records += sample_for_category(rows, only, arguments.extra_rows, arguments.seed)
             continue
+        rows = [masked(r, arguments.extra_mask) for r in rows]
         rows = [r for r in rows if any(v is not None for v in r.labels.values())]
         records += random.Random(arguments.seed).sample(rows, min(arguments.extra_rows, len(rows)))
     if arguments.reviews:
@@ -297,7 +323,7 @@ def check_teacher(path: Path, arguments) -> None:
         raise SystemExit(f"{run}: missing; the teacher must be a checkpoint written by this script with --out")
     used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
     for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
-                "extra_only", "reviews", "annotations", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only",
+                "extra_only", "extra_mask", "reviews", "annotations", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only",
                 "limit"):
         if key not in used:
             continue
@@ -358,6 +384,19 @@ def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, 
     rows = np.asarray(rows)
     kept = stratified_share([strata[i] for i in rows], fraction, np.random.default_rng(seed), at_least=1)
     return sorted(rows[kept].tolist())
+
+
+def corpus_eval_report(model, categories: Sequence[str], thresholds: dict[str, float]) -> dict:
+    """Return average precision per category and the per-phenomenon report, at THRESHOLDS, of MODEL on the corpus's
+    held-out families (written by a writer no training family comes from): what a fold's recipe does to our task."""
+    from monitor.training.corpus import phenomenon_report, read_corpus
+
+    messages = read_corpus("eval")
+    probabilities = model.scaled(model.logits([m.text for m in messages]))
+    report = scores_report(messages, probabilities, categories, thresholds)
+    scores = [dict(zip(categories, map(float, row), strict=True)) for row in probabilities]
+    return {"average_precision": {c: round(r["average_precision"], 4) for c, r in report.items()},
+            "phenomena": phenomenon_report(messages, scores, thresholds)}
 
 
 def mark_extra(records: list[LabelledText]) -> list[LabelledText]:
@@ -468,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
                 fold_reports[-1]["calibrated"] = {
                     "temperatures": model.temperatures, "thresholds": thresholds, "imsypp": calibrated,
                     "eval_templates": {k: v for k, v in at_threshold.items() if k in ("recall", "false_alarm_rate")}}
+                fold_reports[-1]["corpus_eval"] = corpus_eval_report(model, categories, thresholds)
+                log(f"fold {index} held-out corpus families: average precision "
+                    f"{fold_reports[-1]['corpus_eval']['average_precision']}")
                 log(f"fold {index} calibrated on {len(held_out)} rows: thresholds {thresholds}; aggression macro-F1 "
                     f"{calibrated['aggression']['macro_f1']:.4f}; templates recall {at_threshold['recall']:.3f} "
                     f"false alarms {at_threshold['false_alarm_rate']:.3f}")
