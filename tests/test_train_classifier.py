@@ -90,6 +90,9 @@ def test_calibrated_cross_validation_fits_thresholds_on_each_folds_own_training_
     assert calibrated["imsypp"]["aggression"]["threshold"] == calibrated["thresholds"]["aggression"]
     assert record["cv"]["calibrated_aggression_macro_f1_per_fold"] == [
         calibrated["imsypp"]["aggression"]["macro_f1"]]
+    predictions = fold["predictions"]
+    assert len(predictions["rows"]) == len(predictions["probabilities"]) == fold["imsypp"]["aggression"]["rows"]
+    assert len(set(predictions["rows"])) == len(predictions["rows"]) and predictions["rows"][0].startswith("imsypp:")
     # Each fold is also measured on the corpus's held-out families, at its own thresholds.
     corpus = fold["corpus_eval"]
     assert set(corpus["average_precision"]) == {"aggression", "threat", "insult", "identity_attack"}

@@ -498,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
             fold_reports.append({"fold": index, "train_rows": len(train), "train_seconds": round(train_seconds),
                                  "per_epoch": per_epoch, "soup_members": members,
                                  "imsypp": report, "eval_templates": {k: v for k, v in templates.items()
-                                                                      if k != "report"}})
+                                                                      if k != "report"},
+                                 # Per test row, for comparing recipes or ensembles row by row afterwards.
+                                 "predictions": {"rows": [r.group for r in test],
+                                                 "probabilities": np.round(probabilities, 4).tolist()}})
             if arguments.cv_calibrate:
                 _, _, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
                 calibrated = scores_report(test, model.scaled(test_logits), categories, thresholds)
