@@ -72,6 +72,48 @@ def test_a_teacher_is_distilled_into_the_layers_asked_for(tiny_base, tmp_path):
     assert loaded.logits(["Wat een sukkel ben jij"]).shape == (1, 4)
 
 
+def test_separate_aggression_rows_train_on_their_own_sources_and_merge_into_one(tiny_base, tmp_path):
+    from types import SimpleNamespace
+
+    from monitor.training.finetune import (
+        FinetuneConfig,
+        encode_labels,
+        load_checkpoint,
+        merge_aggression_rows,
+        separate_aggression_columns,
+    )
+
+    config = FinetuneConfig(separate_aggression=("extra",), separate_aggression_weight=0.25)
+    records = [LabelledText("echt", {"aggression": 1, "threat": 0}, "imsypp-nl", "nl"),
+               LabelledText("corpus", {"aggression": 0, "threat": 1}, "extra", "nl"),
+               LabelledText("corpus zonder", {"threat": 0}, "extra", "nl")]
+    labels, mask = separate_aggression_columns(records, *encode_labels(records), config)
+    assert labels.shape == mask.shape == (3, 5)
+    # The real post trains the shared row only; the corpus's aggression trains the extra row, where it is known.
+    assert mask[:, 0].tolist() == [1, 0, 0] and mask[:, 4].tolist() == [0, 1, 0]
+    assert labels[:, 0].tolist() == [1, 0, 0] and labels[:, 4].tolist() == [0, 0, 0]
+    assert mask[:, 1].tolist() == [1, 1, 1] and labels[:, 1].tolist() == [0, 1, 0]
+
+    module = SimpleNamespace(head=torch.nn.Linear(8, 5))
+    weight, bias = module.head.weight.detach().clone(), module.head.bias.detach().clone()
+    merge_aggression_rows(module, config)
+    assert module.head.weight.shape == (4, 8)
+    assert torch.allclose(module.head.weight[0], 0.75 * weight[0] + 0.25 * weight[4])
+    assert torch.allclose(module.head.bias[0], 0.75 * bias[0] + 0.25 * bias[4])
+    assert torch.equal(module.head.weight[1:], weight[1:4]) and torch.equal(module.head.bias[1:], bias[1:4])
+
+    out = tmp_path / "model"
+    assert main(common(tiny_base, tmp_path) + ["--extra", "corpus:train", "--extra-rows", "200",
+                                               "--extra-aggression-head", "0.4", "--out", str(out)]) == 0
+    saved = json.loads((out / "finetune.json").read_text())["config"]
+    assert saved["separate_aggression"] == ["extra"] and saved["separate_aggression_weight"] == 0.4
+    assert load_checkpoint(out).logits(["Wat een sukkel ben jij"]).shape == (1, 4)
+    with pytest.raises(ValueError, match="separate_aggression"):
+        main(common(tiny_base, tmp_path) + ["--extra", "corpus:train", "--extra-rows", "50",
+                                            "--extra-aggression-head", "0.4", "--eval-each-epoch", "--cv", "2",
+                                            "--cv-max-folds", "1"])
+
+
 def test_a_teacher_trained_on_another_split_is_refused(tiny_base, tmp_path):
     assert main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "teacher")]) == 0
     with pytest.raises(SystemExit, match="seed"):

@@ -56,6 +56,12 @@ class FinetuneConfig:
     distil_weight: float = 0.0
     distil_temperature: float = 1.0
     teacher_layers: tuple[int, ...] | None = None  # a student: the teacher's layers it started from
+    # Per-scheme aggression heads: the aggression labels of these sources train a head row of their own, so that a
+    # dataset labelled by another definition of aggression (the team's corpus follows the product definition, the
+    # real posts IMSyPP's "offensive or violent") does not pull the real posts' row towards it. At the end the two
+    # rows are merged into one: (1 - w) * real + w * separate, w = separate_aggression_weight.
+    separate_aggression: tuple[str, ...] = ()
+    separate_aggression_weight: float = 0.5
 
 
 def encode_labels(
@@ -381,12 +387,17 @@ def finetune(
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     encoder, tokenizer = base if base is not None else load_base(config, cache_dir)
-    module = MultiLabelEncoder.build(encoder, len(config.categories), config.dropout)
+    separate = bool(config.separate_aggression)
+    if separate and (after_epoch is not None or teacher_logits is not None or head_state is not None):
+        raise ValueError("separate_aggression trains an extra head row: no after_epoch, teacher or head_state")
+    module = MultiLabelEncoder.build(encoder, len(config.categories) + separate, config.dropout)
     if config.freeze_word_embeddings:
         # The word embeddings are 3/4 of e5-small's weights: freezing them saves most of the optimiser's work, keeps
         # rare and unseen pieces where pretraining put them, and lets the exported vocabulary be pruned freely.
         module.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     labels, mask = encode_labels(records, config.categories)
+    if separate:
+        labels, mask = separate_aggression_columns(records, labels, mask, config)
     weights = np.array([config.source_weights.get(r.source, 1.0) for r in records], dtype=np.float32)
     texts = [r.text for r in records]
     lengths = [len(tokenizer(config.prefix + t, truncation=True, max_length=config.max_length)["input_ids"])
@@ -458,8 +469,39 @@ def finetune(
                 after_epoch(step // steps_per_epoch, model)
                 module.train()
     module.eval()
+    if separate:
+        merge_aggression_rows(module, config)
     timings["steps"] = round(step_seconds, 2)
     return model
+
+
+def separate_aggression_columns(records: Sequence[LabelledText], labels: np.ndarray, mask: np.ndarray,
+                                config: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Return LABELS and MASK with one more column, the aggression of CONFIG.separate_aggression's sources, which is
+    then masked in the aggression column itself."""
+    column = list(config.categories).index("aggression")
+    theirs = np.array([r.source in config.separate_aggression for r in records])
+    extra_labels = np.where(theirs, labels[:, column], 0.0).astype(np.float32)
+    extra_mask = np.where(theirs, mask[:, column], 0.0).astype(np.float32)
+    mask = mask.copy()
+    mask[theirs, column] = 0.0
+    return np.column_stack([labels, extra_labels]), np.column_stack([mask, extra_mask])
+
+
+def merge_aggression_rows(module, config: FinetuneConfig) -> None:
+    """Replace MODULE's head (one row per category plus the separate aggression row) by one row per category, the
+    aggression row being the weighted mean of the two (see FinetuneConfig.separate_aggression)."""
+    import torch
+
+    column, w = list(config.categories).index("aggression"), config.separate_aggression_weight
+    old = module.head
+    merged = torch.nn.Linear(old.in_features, len(config.categories))
+    with torch.no_grad():
+        merged.weight.copy_(old.weight[: len(config.categories)])
+        merged.bias.copy_(old.bias[: len(config.categories)])
+        merged.weight[column] = (1 - w) * old.weight[column] + w * old.weight[-1]
+        merged.bias[column] = (1 - w) * old.bias[column] + w * old.bias[-1]
+    module.head = merged
 
 
 def average_models(models: Sequence[FinetunedModel]) -> FinetunedModel:

@@ -101,6 +101,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="mask CATEGORY on the --extra rows, or only on the corpus families of the comma-separated "
                              "PHENOMENA (repeatable): where that category's definition there differs from the one the "
                              "real posts are labelled by, e.g. aggression:criticism_policy,object_abuse")
+    parser.add_argument("--extra-aggression-head", type=float, default=0.0, metavar="W",
+                        help="train the --extra rows' aggression on a head row of its own, merged with the real "
+                             "posts' row at the end as (1 - W) * real + W * extra (0, the default: one shared row)")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
     parser.add_argument("--annotations", type=Path,
                         help="a Weerbaar database: its annotation rounds are training data (annotators' majority)")
@@ -299,6 +302,8 @@ def config_from(arguments) -> FinetuneConfig:
         seed=arguments.seed,
         prefix=arguments.prefix if arguments.prefix is not None else ("query: " if "e5" in arguments.base_model else ""),
         source_weights={r: arguments.extra_weight for r in ("extra",)},
+        separate_aggression=("extra",) if arguments.extra_aggression_head else (),
+        separate_aggression_weight=arguments.extra_aggression_head or 0.5,
     )
 
 
@@ -368,7 +373,7 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
         teacher.config, num_layers=len(layers), teacher_layers=tuple(layers), learning_rate=arguments.student_lr,
         head_learning_rate=arguments.student_lr, epochs=arguments.student_epochs,
         distil_weight=arguments.distil_weight, distil_temperature=arguments.distil_temperature,
-        source_weights=teacher.config.source_weights | config.source_weights)
+        source_weights=teacher.config.source_weights | config.source_weights, separate_aggression=())
     log(f"student: layers {layers} of {depth}, {student_config.epochs} epochs at {student_config.learning_rate}")
     student = finetune(records, student_config, base=(student_encoder(teacher, layers), teacher.tokenizer), log=log,
                        after_epoch=after_epoch, teacher_logits=soft, head_state=teacher.module.head.state_dict())
