@@ -193,6 +193,12 @@ def test_extra_mask_hides_a_category_on_all_extra_rows_or_only_on_the_named_corp
     for bad in ("sarcasm", "aggression:parking", "aggression:criticism_policy,nope"):
         with pytest.raises(SystemExit):
             parse_arguments(["--imsypp", "x.csv", "--extra-mask", bad])
+    with pytest.raises(SystemExit, match="no --extra-mask"):
+        main(base + ["--extra-only", "threat", "--extra-mask", "aggression"])
+    for bad in ("-0.1", "1.5", "half"):
+        with pytest.raises(SystemExit):
+            parse_arguments(["--imsypp", "x.csv", "--extra-aggression-head", bad])
+    assert parse_arguments(["--imsypp", "x.csv", "--extra-aggression-head", "0.3"]).extra_aggression_head == 0.3
 
 
 def test_a_training_share_keeps_each_stratum_in_proportion_and_only_rows_it_was_given():

@@ -136,8 +136,19 @@ def read_corpus_dataset(path: Path | str) -> list[LabelledText]:
     """
     path = Path(path)
     messages = read_corpus(str(path)) if str(path) in SPLITS else read_corpus(path.name, path.parent)
-    return [LabelledText(m.text, dict(m.labels), "weerbaar-corpus", "nl", group=f"corpus:{m.family}")
+    return [LabelledText(m.text, dict(m.labels), "weerbaar-corpus", "nl", group=f"{GROUP_PREFIX}{m.family}")
             for m in messages]
+
+
+GROUP_PREFIX = "corpus:"
+
+
+def group_phenomenon(group: str | None) -> str | None:
+    """Return the phenomenon of a record read by read_corpus_dataset from its GROUP ('corpus:<writer>-<phenomenon>'),
+    or None for a record from elsewhere."""
+    if not group or not group.startswith(GROUP_PREFIX):
+        return None
+    return group.removeprefix(GROUP_PREFIX).partition("-")[2]
 
 
 def comparable_text(text: str) -> str:

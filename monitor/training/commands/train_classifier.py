@@ -49,6 +49,7 @@ import numpy as np
 
 from monitor.settings import PROJECT_ROOT
 from monitor.training.calibration import calibrate, calibration_split, stratified_share
+from monitor.training.corpus import PHENOMENA, group_phenomenon, phenomenon_report, read_corpus
 from monitor.training.datasets import (
     CATEGORIES,
     READERS,
@@ -101,7 +102,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="mask CATEGORY on the --extra rows, or only on the corpus families of the comma-separated "
                              "PHENOMENA (repeatable): where that category's definition there differs from the one the "
                              "real posts are labelled by, e.g. aggression:criticism_policy,object_abuse")
-    parser.add_argument("--extra-aggression-head", type=float, default=0.0, metavar="W",
+    parser.add_argument("--extra-aggression-head", type=merge_weight, default=0.0, metavar="W",
                         help="train the --extra rows' aggression on a head row of its own, merged with the real "
                              "posts' row at the end as (1 - W) * real + W * extra (0, the default: one shared row)")
     parser.add_argument("--reviews", type=Path, help="a Weerbaar database: its human reviews are training data")
@@ -221,8 +222,6 @@ def held_out_rows(recorded: dict) -> list[LabelledText]:
 
 def extra_mask(value: str) -> str:
     """Check one --extra-mask value, CATEGORY or CATEGORY:PHENOMENON,..., and return it as given."""
-    from monitor.training.corpus import PHENOMENA
-
     category, _, phenomena = value.partition(":")
     if category not in CATEGORIES:
         raise argparse.ArgumentTypeError(f"{value!r}: unknown category {category!r}; categories: {', '.join(CATEGORIES)}")
@@ -232,9 +231,20 @@ def extra_mask(value: str) -> str:
     return value
 
 
+def merge_weight(value: str) -> float:
+    """Check one --extra-aggression-head value: a weight from 0 (off) to 1."""
+    try:
+        weight = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number from 0 (off) to 1") from None
+    if not 0 <= weight <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a weight from 0 (off) to 1")
+    return weight
+
+
 def masked(record: LabelledText, masks: Sequence[str]) -> LabelledText:
     """Return RECORD with the categories of MASKS (--extra-mask values) masked where they apply to it."""
-    phenomenon = record.group.partition("-")[2] if record.group and record.group.startswith("corpus:") else None
+    phenomenon = group_phenomenon(record.group)
     hidden = [category for category, _, phenomena in (m.partition(":") for m in masks)
               if not phenomena or phenomenon in phenomena.split(",")]
     return dataclasses.replace(record, labels=record.labels | dict.fromkeys(hidden)) if hidden else record
@@ -391,12 +401,10 @@ def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, 
     return sorted(rows[kept].tolist())
 
 
-def corpus_eval_report(model, categories: Sequence[str], thresholds: dict[str, float]) -> dict:
-    """Return average precision per category and the per-phenomenon report, at THRESHOLDS, of MODEL on the corpus's
-    held-out families (written by a writer no training family comes from): what a fold's recipe does to our task."""
-    from monitor.training.corpus import phenomenon_report, read_corpus
-
-    messages = read_corpus("eval")
+def corpus_eval_report(model, messages: Sequence, categories: Sequence[str], thresholds: dict[str, float]) -> dict:
+    """Return average precision per category and the per-phenomenon report, at THRESHOLDS, of MODEL on MESSAGES, the
+    corpus's held-out families (read_corpus("eval"): written by a writer no training family comes from), which is
+    what a fold's recipe does to our task."""
     probabilities = model.scaled(model.logits([m.text for m in messages]))
     report = scores_report(messages, probabilities, categories, thresholds)
     scores = [dict(zip(categories, map(float, row), strict=True)) for row in probabilities]
@@ -433,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                  "balance_threat_extra": label_balance(threat), "balance_extra": label_balance(extra)},
     }
     log(f"data: imsypp {len(imsypp)}, threat extra {len(threat)}, extra {len(extra)}")
+    if arguments.extra_only and arguments.extra_mask:
+        raise SystemExit("--extra-only already masks every category but one: no --extra-mask with it")
     if arguments.soup < 1 or (arguments.soup > 1 and arguments.distil_layers):
         raise SystemExit("--soup: expected N >= 1, and no --distil-layers (a student is distilled from one teacher)")
     if arguments.teacher and (arguments.cv or not arguments.distil_layers):
@@ -440,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     categories = config.categories
     threat_column = categories.index("threat")
     suite = template_records(generate_templates(arguments.seed, 60, EVALUATION))
+    corpus_eval = read_corpus("eval") if arguments.cv and arguments.cv_calibrate else []
     suite_texts = [r.text for r in suite]
     if arguments.cv:
         strata = imsypp_strata(imsypp)
@@ -515,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                 fold_reports[-1]["calibrated"] = {
                     "temperatures": model.temperatures, "thresholds": thresholds, "imsypp": calibrated,
                     "eval_templates": {k: v for k, v in at_threshold.items() if k in ("recall", "false_alarm_rate")}}
-                fold_reports[-1]["corpus_eval"] = corpus_eval_report(model, categories, thresholds)
+                fold_reports[-1]["corpus_eval"] = corpus_eval_report(model, corpus_eval, categories, thresholds)
                 log(f"fold {index} held-out corpus families: average precision "
                     f"{fold_reports[-1]['corpus_eval']['average_precision']}")
                 log(f"fold {index} calibrated on {len(held_out)} rows: thresholds {thresholds}; aggression macro-F1 "
