@@ -123,6 +123,63 @@ def test_a_teacher_trained_on_another_split_is_refused(tiny_base, tmp_path):
         main(common(tiny_base, tmp_path) + ["--teacher", str(tmp_path / "teacher")])
 
 
+def test_blended_soft_labels_average_two_calibrated_teachers_on_the_first_ones_scale():
+    import numpy as np
+
+    from monitor.training.commands.train_classifier import blended_logits
+    from monitor.training.finetune import sigmoid
+
+    categories = ("aggression", "threat", "insult", "identity_attack")
+    logits = np.array([[2.0, -1.0, 0.5, -3.0], [-4.0, 3.0, 0.0, 1.0]], dtype=np.float32)
+    temperatures = [2.0, 1.5, 1.0, 1.0]
+    other = np.array([[0.1, 0.9, 0.5, 0.5], [0.8, 0.2, 0.5, 0.5]], dtype=np.float32)
+    blended = blended_logits(logits, temperatures, other, {"aggression": 0.5, "threat": 0.25}, categories)
+    # Categories not blended keep the first teacher's raw logits; the input is not changed.
+    assert np.array_equal(blended[:, 2:], logits[:, 2:]) and logits[0, 0] == 2.0
+    # Calibrated by the first teacher's temperature, a blended soft label is the weighted mean of both probabilities.
+    expected = 0.5 * sigmoid(logits[:, 0] / 2.0) + 0.5 * other[:, 0]
+    assert np.allclose(sigmoid(blended[:, 0] / 2.0), expected, atol=1e-6)
+    assert np.allclose(sigmoid(blended[:, 1] / 1.5), 0.75 * sigmoid(logits[:, 1] / 1.5) + 0.25 * other[:, 1],
+                       atol=1e-6)
+    # Share 0 gives the first teacher back, share 1 the second one's probability on the first one's scale.
+    assert np.allclose(blended_logits(logits, temperatures, other, {"aggression": 0.0}, categories), logits, atol=1e-5)
+    alone = blended_logits(logits, temperatures, other, {"aggression": 1.0}, categories)
+    assert np.allclose(sigmoid(alone[:, 0] / 2.0), other[:, 0], atol=1e-6)
+
+
+def test_a_student_learns_from_two_teachers_blended_and_the_second_ones_split_is_checked(tiny_base, tmp_path, capsys):
+    from monitor.training.commands import export_classifier
+
+    corpus = ["--extra", "corpus:train", "--extra-rows", "60"]
+    masked = corpus + ["--extra-mask", "aggression"]
+    assert main(common(tiny_base, tmp_path) + masked + ["--out", str(tmp_path / "masked")]) == 0
+    # The second teacher labels the corpus's aggression its own way: it may, its split is the same.
+    assert main(common(tiny_base, tmp_path) + corpus + ["--out", str(tmp_path / "labelled")]) == 0
+    assert export_classifier.main(["--checkpoint", str(tmp_path / "labelled"), "--out", str(tmp_path / "onnx"),
+                                   "--max-pieces", "0"]) == 0
+    student = common(tiny_base, tmp_path) + masked + ["--distil-layers", "4", "--teacher", str(tmp_path / "masked"),
+                                                      "--student-epochs", "1"]
+    for blend_teacher in ("labelled", "onnx"):
+        capsys.readouterr()
+        out = tmp_path / f"student-{blend_teacher}"
+        assert main(student + ["--blend-teacher", str(tmp_path / blend_teacher), "--blend", "aggression=0.5",
+                               "--blend", "threat=0.2", "--out", str(out)]) == 0
+        assert "soft labels blended with" in capsys.readouterr().err
+        run = json.loads((out / "run.json").read_text())
+        assert run["arguments"]["blend"] == [["aggression", 0.5], ["threat", 0.2]]
+        assert set(run["thresholds"]) == {"aggression", "threat", "insult", "identity_attack"}
+    # Another split is refused, as for --teacher; so are a blend without its teachers and a share outside 0 to 1.
+    assert main(common(tiny_base, tmp_path) + corpus + ["--seed", "3", "--out", str(tmp_path / "other-seed")]) == 0
+    with pytest.raises(SystemExit, match="seed"):
+        main(student + ["--blend-teacher", str(tmp_path / "other-seed")])
+    with pytest.raises(SystemExit, match="--blend-teacher needs --teacher"):
+        main(common(tiny_base, tmp_path) + ["--distil-layers", "2", "--blend-teacher", str(tmp_path / "onnx")])
+    with pytest.raises(SystemExit):
+        parse_arguments(["--blend", "aggression=1.5"])
+    with pytest.raises(SystemExit):
+        parse_arguments(["--blend", "rudeness=0.5"])
+
+
 def test_calibrated_cross_validation_fits_thresholds_on_each_folds_own_training_rows(tiny_base, tmp_path):
     assert main(common(tiny_base, tmp_path) + ["--cv", "2", "--cv-max-folds", "1", "--cv-calibrate"]) == 0
     record = json.loads(next((tmp_path / "runs").glob("*-cv.json")).read_text())

@@ -146,6 +146,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              "calibration split: its run.json is checked); cross-validation trains one per fold")
     distil.add_argument("--distil-weight", type=float, default=0.5,
                         help="share of the teacher's soft labels in the loss (default 0.5; the rest: gold labels)")
+    distil.add_argument("--blend-teacher", type=Path, metavar="MODEL",
+                        help="final mode, with --teacher: the soft labels of the --blend categories are the average "
+                             "of both teachers' calibrated probabilities. MODEL is a checkpoint written by this script "
+                             "(its run.json is checked like --teacher's, but it may mask or head its --extra rows "
+                             "otherwise) or an exported ONNX model folder, which must come from the same data, seed "
+                             "and calibration split (the bundled model does; an artifact has no run record to check)")
+    distil.add_argument("--blend", action="append", default=[], type=blend_weight, metavar="CATEGORY=W",
+                        help="with --blend-teacher: the --blend-teacher's share W (0 to 1) of CATEGORY's soft label "
+                             "(repeatable; default aggression=0.5; other categories keep --teacher's alone)")
     distil.add_argument("--distil-temperature", type=float, default=2.0, help="softening temperature (default 2)")
     distil.add_argument("--student-lr", type=float, default=5e-5, help="student learning rate (default 5e-5)")
     distil.add_argument("--student-epochs", type=float, default=3.0, help="student epochs (default 3)")
@@ -331,16 +340,23 @@ def transfer_data(arguments) -> list[LabelledText]:
     return [LabelledText(text, dict(unknown), "transfer", "", None) for text in dict.fromkeys(texts)]
 
 
-def check_teacher(path: Path, arguments) -> None:
-    """Refuse a --teacher whose run record shows other data, seed or calibration split (its held-out rows would leak)."""
+TEACHER_KEYS = ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
+                "extra_only", "extra_mask", "reviews", "annotations", "seed", "calibration_fraction", "no_threat_data",
+                "threat_data_threat_only", "limit")
+# What a --blend-teacher may do otherwise: how it labels the --extra rows, which all train and never calibrate.
+BLEND_TEACHER_FREE = ("extra_mask", "extra_aggression_head")
+
+
+def check_teacher(path: Path, arguments, free: Sequence[str] = ()) -> None:
+    """Refuse a --teacher whose run record shows other data, seed or calibration split (its held-out rows would leak).
+
+    The arguments named in FREE may differ."""
     run = path / "run.json"
     if not run.exists():
         raise SystemExit(f"{run}: missing; the teacher must be a checkpoint written by this script with --out")
     used = json.loads(run.read_text(encoding="utf-8")).get("arguments", {})
-    for key in ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
-                "extra_only", "extra_mask", "reviews", "annotations", "seed", "calibration_fraction", "no_threat_data", "threat_data_threat_only",
-                "limit"):
-        if key not in used:
+    for key in TEACHER_KEYS:
+        if key not in used or key in free:
             continue
         mine, theirs = getattr(arguments, key), used[key]
         mine = str(mine) if isinstance(mine, Path) else mine
@@ -349,6 +365,57 @@ def check_teacher(path: Path, arguments) -> None:
                 and key in ("imsypp", "germeval_vio", "reviews", "annotations") else mine == theirs)
         if not same:
             raise SystemExit(f"{run}: the teacher was trained with {key}={theirs!r}, this run has {mine!r}")
+
+
+def blend_weight(value: str) -> tuple[str, float]:
+    """Parse a --blend CATEGORY=W: the second teacher's share W of CATEGORY's soft label."""
+    category, _, weight = value.partition("=")
+    if category not in CATEGORIES:
+        raise argparse.ArgumentTypeError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+    try:
+        share = float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CATEGORY=W with W a number from 0 to 1, got {value!r}") from None
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1, got {share}")
+    return category, share
+
+
+def blended_logits(logits: np.ndarray, temperatures: Sequence[float], other: np.ndarray,
+                   shares: dict[str, float], categories: Sequence[str]) -> np.ndarray:
+    """Return a teacher's soft labels (raw LOGITS [texts, categories], calibrated by TEMPERATURES) with each category
+    in SHARES replaced by the mean of its calibrated probability and a second teacher's, OTHER [texts, categories]
+    (calibrated probabilities), weighted (1 - share) and share. The mean goes back to the first teacher's raw scale
+    (its logit times its temperature), which is the scale the student, started from that teacher, has."""
+    out = np.array(logits, dtype=np.float32, copy=True)
+    for category, share in shares.items():
+        column = categories.index(category)
+        own = sigmoid(logits[:, column] / temperatures[column])
+        mean = np.clip((1 - share) * own + share * other[:, column], 1e-6, 1 - 1e-6)
+        out[:, column] = temperatures[column] * np.log(mean / (1 - mean))
+    return out
+
+
+def blend_teacher_probabilities(path: Path, texts: Sequence[str], categories: Sequence[str], arguments,
+                                log) -> np.ndarray:
+    """Return the --blend-teacher's calibrated probabilities [texts, categories] of TEXTS: a checkpoint's (checked
+    like a --teacher, BLEND_TEACHER_FREE aside) or an exported ONNX model's."""
+    from monitor.onnx_classifier import CARD_FILE, read_onnx_classifier
+
+    if (path / CARD_FILE).exists():
+        model = read_onnx_classifier(path, threads=arguments.threads)
+        log(f"blend teacher: ONNX model {model.version} (no run record: it must share this run's calibration split)")
+        if tuple(model.categories) != tuple(categories):
+            raise SystemExit(f"{path}: the blend teacher's categories are {model.categories}, this run's {categories}")
+        return sigmoid(model.logits(texts) / model.temperatures)
+    from monitor.training.finetune import load_checkpoint
+
+    check_teacher(path, arguments, free=BLEND_TEACHER_FREE)
+    model = load_checkpoint(path)
+    if tuple(model.config.categories) != tuple(categories):
+        raise SystemExit(f"{path}: the blend teacher's categories are {model.config.categories}, this run's "
+                         f"{categories}")
+    return model.probabilities(texts)
 
 
 def train_model(train, config, arguments, log, after_epoch=None, teacher=None, member_hook=None):
@@ -377,6 +444,14 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     started = time.monotonic()
     soft = teacher.logits([r.text for r in records])
     log(f"teacher labelled {len(records)} texts ({len(transfer)} transfer only) in {time.monotonic() - started:.0f} s")
+    if arguments.blend_teacher:
+        shares = dict(arguments.blend or [("aggression", 0.5)])
+        categories = teacher.config.categories
+        other = blend_teacher_probabilities(arguments.blend_teacher, [r.text for r in records], categories, arguments,
+                                            log)
+        temperatures = [teacher.temperatures.get(c, 1.0) for c in categories]
+        soft = blended_logits(soft, temperatures, other, shares, categories)
+        log(f"soft labels blended with {arguments.blend_teacher} ({shares})")
     depth = len(teacher.module.encoder.encoder.layer)
     layers = evenly_spaced_layers(depth, arguments.distil_layers)
     student_config = dataclasses.replace(
@@ -447,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--soup: expected N >= 1, and no --distil-layers (a student is distilled from one teacher)")
     if arguments.teacher and (arguments.cv or not arguments.distil_layers):
         raise SystemExit("--teacher needs --distil-layers and the final mode (cross-validation trains a teacher per fold)")
+    if (arguments.blend_teacher or arguments.blend) and not (arguments.teacher and arguments.blend_teacher):
+        raise SystemExit("--blend-teacher needs --teacher (whose temperatures put both on one scale), and --blend "
+                         "needs --blend-teacher")
     categories = config.categories
     threat_column = categories.index("threat")
     suite = template_records(generate_templates(arguments.seed, 60, EVALUATION))
