@@ -1,0 +1,100 @@
+"""One cross-validation fold of 2026.12.5's recipe on IMSyPP-NL: both teachers and the student trained on the fold.
+
+    .venv/bin/python models/experiments/2026-12-03-two-teacher-distillation/cv_fold.py FOLD OUT_JSON
+
+The folds are `train_classifier.py --cv 5 --cv-split head`'s, and each model is calibrated as `--cv-calibrate` does
+(temperatures and thresholds fitted on a split of the fold's own training rows), so the figures compare with the
+fold figures in models/weerbaar-e5-ft/MODEL_CARD.md. In the fold: teacher A is 2026.12.4's recipe (the corpus's
+aggression labels kept), teacher B the same with `--extra-mask aggression`, and the student starts from B and learns
+A's calibrated aggression as a soft label (`--blend aggression=1.0`). All three are scored on the test fold, which
+none of them saw. Needs ../shared/data; about 45 minutes on 2 cores. Writes figures and row ids only, no text.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from monitor.training.calibration import calibrate, calibration_split
+from monitor.training.commands.train_classifier import (
+    blended_logits,
+    config_from,
+    extra_data,
+    mark_extra,
+    parse_arguments,
+    threat_data,
+    transfer_data,
+)
+from monitor.training.datasets import read_imsypp
+from monitor.training.evaluation import scores_report
+from monitor.training.finetune import evenly_spaced_layers, finetune, student_encoder
+from monitor.training.heads import imsypp_folds
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def main(fold: int, out: Path) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+    recipe = ["--imsypp", str(DATA / "imsypp-nl" / "train.csv"),
+              "--germeval-vio", str(DATA / "xling" / "harmful_germeval2026_vio" / "vio_train_26.csv"),
+              "--extra", "corpus:train", "--extra-rows", "100000", "--extra-weight", "0.3"]
+    arguments = parse_arguments(recipe + ["--extra-mask", "aggression"])
+    config = config_from(arguments)
+    categories = config.categories
+    imsypp = read_imsypp(arguments.imsypp)
+    threat = threat_data(arguments)
+    train_rows, test_rows = imsypp_folds([r.stratum for r in imsypp], 5, arguments.seed)[fold - 1]
+    test = [imsypp[i] for i in test_rows]
+    fold_imsypp = [imsypp[i] for i in train_rows]
+    report = {"fold": fold, "test_rows": [r.group for r in test]}
+
+    def score(name: str, model, held_out) -> None:
+        _, _, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
+        probabilities = model.probabilities([r.text for r in test])
+        aggression = scores_report(test, probabilities, categories, thresholds)["aggression"]
+        report[name] = {"thresholds": thresholds, "temperatures": model.temperatures,
+                        "aggression_macro_f1": round(aggression["macro_f1"], 4),
+                        "aggression_pr_auc": round(aggression["average_precision"], 4),
+                        "probabilities": np.round(probabilities, 4).tolist()}
+        log(f"fold {fold} {name}: aggression macro-F1 {aggression['macro_f1']:.4f} at {thresholds['aggression']}, "
+            f"PR-AUC {aggression['average_precision']:.4f}")
+
+    models = {}
+    for name, masks in (("teacher_a", []), ("teacher_b", ["aggression"])):
+        extra = mark_extra(extra_data(argparse.Namespace(**(vars(arguments) | {"extra_mask": masks}))))
+        train, held_imsypp, held_threat = calibration_split(fold_imsypp, threat, extra, arguments.calibration_fraction,
+                                                            arguments.seed)
+        log(f"{name}: training on {len(train)} rows")
+        models[name] = finetune(train, config, arguments.cache_dir, log=log)
+        score(name, models[name], held_imsypp + held_threat)
+    teacher_a, teacher_b = models["teacher_a"], models["teacher_b"]
+    records = list(train) + transfer_data(arguments)  # the last train: B's, the corpus's aggression masked
+    texts = [r.text for r in records]
+    soft = blended_logits(teacher_b.logits(texts), [teacher_b.temperatures[c] for c in categories],
+                          teacher_a.probabilities(texts), {"aggression": 1.0}, categories)
+    layers = evenly_spaced_layers(len(teacher_b.module.encoder.encoder.layer), 12)
+    student_config = dataclasses.replace(
+        teacher_b.config, num_layers=len(layers), teacher_layers=tuple(layers), learning_rate=2e-5,
+        head_learning_rate=2e-5, epochs=2.0, distil_weight=arguments.distil_weight,
+        distil_temperature=arguments.distil_temperature, separate_aggression=())
+    log(f"student: {len(records)} rows")
+    student = finetune(records, student_config, base=(student_encoder(teacher_b, layers), teacher_b.tokenizer),
+                       log=log, teacher_logits=soft, head_state=teacher_b.module.head.state_dict())
+    score("student", student, held_imsypp + held_threat)
+    report["seconds"] = round(time.monotonic() - started)
+    out.write_text(json.dumps(report) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), Path(sys.argv[2]))
