@@ -11,7 +11,6 @@ none of them saw. Needs ../shared/data; about 45 minutes on 2 cores. Writes figu
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ from monitor.training.calibration import calibrate, calibration_split
 from monitor.training.commands.train_classifier import (
     blended_logits,
     config_from,
+    distil_student,
     extra_data,
     mark_extra,
     parse_arguments,
@@ -31,7 +31,7 @@ from monitor.training.commands.train_classifier import (
 )
 from monitor.training.datasets import read_imsypp
 from monitor.training.evaluation import scores_report
-from monitor.training.finetune import evenly_spaced_layers, finetune, student_encoder
+from monitor.training.finetune import finetune
 from monitor.training.heads import imsypp_folds
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -49,7 +49,8 @@ def main(fold: int, out: Path) -> None:
     recipe = ["--imsypp", str(DATA / "imsypp-nl" / "train.csv"),
               "--germeval-vio", str(DATA / "xling" / "harmful_germeval2026_vio" / "vio_train_26.csv"),
               "--extra", "corpus:train", "--extra-rows", "100000", "--extra-weight", "0.3"]
-    arguments = parse_arguments(recipe + ["--extra-mask", "aggression"])
+    student = ["--distil-layers", "12", "--student-lr", "2e-5", "--student-epochs", "2"]
+    arguments = parse_arguments(recipe + ["--extra-mask", "aggression"] + student)
     config = config_from(arguments)
     categories = config.categories
     imsypp = read_imsypp(arguments.imsypp)
@@ -83,14 +84,8 @@ def main(fold: int, out: Path) -> None:
     texts = [r.text for r in records]
     soft = blended_logits(teacher_b.logits(texts), [teacher_b.temperatures[c] for c in categories],
                           teacher_a.probabilities(texts), {"aggression": 1.0}, categories)
-    layers = evenly_spaced_layers(len(teacher_b.module.encoder.encoder.layer), 12)
-    student_config = dataclasses.replace(
-        teacher_b.config, num_layers=len(layers), teacher_layers=tuple(layers), learning_rate=2e-5,
-        head_learning_rate=2e-5, epochs=2.0, distil_weight=arguments.distil_weight,
-        distil_temperature=arguments.distil_temperature, separate_aggression=())
     log(f"student: {len(records)} rows")
-    student = finetune(records, student_config, base=(student_encoder(teacher_b, layers), teacher_b.tokenizer),
-                       log=log, teacher_logits=soft, head_state=teacher_b.module.head.state_dict())
+    student = distil_student(teacher_b, records, soft, config, arguments, log)
     score("student", student, held_imsypp + held_threat)
     report["seconds"] = round(time.monotonic() - started)
     out.write_text(json.dumps(report) + "\n", encoding="utf-8")

@@ -406,17 +406,16 @@ def blend_teacher_probabilities(path: Path, texts: Sequence[str], categories: Se
     if (path / CARD_FILE).exists():
         model = read_onnx_classifier(path, threads=arguments.threads)
         log(f"blend teacher: ONNX model {model.version} (no run record: it must share this run's calibration split)")
-        if tuple(model.categories) != tuple(categories):
-            raise SystemExit(f"{path}: the blend teacher's categories are {model.categories}, this run's {categories}")
-        return sigmoid(model.logits(texts) / model.temperatures)
-    from monitor.training.finetune import load_checkpoint
+        theirs, probabilities = model.categories, lambda: sigmoid(model.logits(texts) / model.temperatures)
+    else:
+        from monitor.training.finetune import load_checkpoint
 
-    check_teacher(path, arguments, free=BLEND_TEACHER_FREE)
-    model = load_checkpoint(path)
-    if tuple(model.config.categories) != tuple(categories):
-        raise SystemExit(f"{path}: the blend teacher's categories are {model.config.categories}, this run's "
-                         f"{categories}")
-    return model.probabilities(texts)
+        check_teacher(path, arguments, free=BLEND_TEACHER_FREE)
+        model = load_checkpoint(path)
+        theirs, probabilities = model.config.categories, lambda: model.probabilities(texts)
+    if tuple(theirs) != tuple(categories):
+        raise SystemExit(f"{path}: the blend teacher's categories are {theirs}, this run's {categories}")
+    return probabilities()
 
 
 def train_model(train, config, arguments, log, after_epoch=None, teacher=None, member_hook=None):
@@ -425,8 +424,6 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     TEACHER, if given, is used instead of training one. Without distillation the teacher is None. With --soup N the
     model is the weight average of N fine-tuned members, which MEMBER_HOOK (if given) sees before they are averaged.
     """
-    from monitor.training.finetune import evenly_spaced_layers, student_encoder
-
     if not arguments.distil_layers:
         if arguments.soup > 1:
             members = []
@@ -453,6 +450,14 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
         temperatures = [teacher.temperatures.get(c, 1.0) for c in categories]
         soft = blended_logits(soft, temperatures, other, shares, categories)
         log(f"soft labels blended with {arguments.blend_teacher} ({shares})")
+    return distil_student(teacher, records, soft, config, arguments, log, after_epoch), teacher
+
+
+def distil_student(teacher, records, soft: np.ndarray, config, arguments, log, after_epoch=None):
+    """Return a student of TEACHER in --distil-layers of its layers, fine-tuned on RECORDS with the soft labels SOFT
+    [records, categories] (teacher logits) beside their gold labels, at the --student-* and --distil-* settings."""
+    from monitor.training.finetune import evenly_spaced_layers, student_encoder
+
     depth = len(teacher.module.encoder.encoder.layer)
     layers = evenly_spaced_layers(depth, arguments.distil_layers)
     student_config = dataclasses.replace(
@@ -461,9 +466,8 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
         distil_weight=arguments.distil_weight, distil_temperature=arguments.distil_temperature,
         source_weights=teacher.config.source_weights | config.source_weights, separate_aggression=())
     log(f"student: layers {layers} of {depth}, {student_config.epochs} epochs at {student_config.learning_rate}")
-    student = finetune(records, student_config, base=(student_encoder(teacher, layers), teacher.tokenizer), log=log,
-                       after_epoch=after_epoch, teacher_logits=soft, head_state=teacher.module.head.state_dict())
-    return student, teacher
+    return finetune(records, student_config, base=(student_encoder(teacher, layers), teacher.tokenizer), log=log,
+                    after_epoch=after_epoch, teacher_logits=soft, head_state=teacher.module.head.state_dict())
 
 
 def training_share(rows: Sequence[int], strata: Sequence[str], fraction: float, seed: int) -> list[int]:
