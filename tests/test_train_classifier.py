@@ -4,6 +4,7 @@ distillation, and a refused teacher."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,19 @@ def test_blended_soft_labels_average_two_calibrated_teachers_on_the_first_ones_s
     assert np.allclose(sigmoid(alone[:, 0] / 2.0), other[:, 0], atol=1e-6)
 
 
+def test_blend_rows_are_all_rows_or_only_the_extra_ones():
+    from monitor.training.commands.train_classifier import blend_rows
+    from monitor.training.datasets import LabelledText
+
+    records = [LabelledText(f"tekst {i}", {}, source, "", None)
+               for i, source in enumerate(["imsypp", "extra", "templates", "extra", "transfer"])]
+    assert blend_rows(records, "all").tolist() == [0, 1, 2, 3, 4]
+    assert blend_rows(records, "extra").tolist() == [1, 3]
+    assert blend_rows(records[:1], "extra").tolist() == []
+    with pytest.raises(ValueError, match="--blend-rows"):
+        blend_rows(records, "real")
+
+
 def test_a_student_learns_from_two_teachers_blended_and_the_second_ones_split_is_checked(tiny_base, tmp_path, capsys):
     from monitor.training.commands import export_classifier
 
@@ -159,13 +173,16 @@ def test_a_student_learns_from_two_teachers_blended_and_the_second_ones_split_is
                                    "--max-pieces", "0"]) == 0
     student = common(tiny_base, tmp_path) + masked + ["--distil-layers", "4", "--teacher", str(tmp_path / "masked"),
                                                       "--student-epochs", "1"]
-    for blend_teacher in ("labelled", "onnx"):
+    for blend_teacher, scope in (("labelled", "all"), ("onnx", "all"), ("onnx", "extra")):
         capsys.readouterr()
-        out = tmp_path / f"student-{blend_teacher}"
+        out = tmp_path / f"student-{blend_teacher}-{scope}"
         assert main(student + ["--blend-teacher", str(tmp_path / blend_teacher), "--blend", "aggression=0.5",
-                               "--blend", "threat=0.2", "--out", str(out)]) == 0
-        assert "soft labels blended with" in capsys.readouterr().err
+                               "--blend", "threat=0.2", "--blend-rows", scope, "--out", str(out)]) == 0
+        blended = re.search(r"soft labels blended with .* on (\d+) of (\d+) rows", capsys.readouterr().err)
         run = json.loads((out / "run.json").read_text())
+        # All rows, or only the corpus's (which all train: none of them calibrates).
+        expected = int(blended[2]) if scope == "all" else run["data"]["extra"]
+        assert int(blended[1]) == expected and 0 < run["data"]["extra"] < int(blended[2])
         assert run["arguments"]["blend"] == [["aggression", 0.5], ["threat", 0.2]]
         assert set(run["thresholds"]) == {"aggression", "threat", "insult", "identity_attack"}
     # Another split is refused, as for --teacher; so are a blend without its teachers and a share outside 0 to 1.
@@ -174,6 +191,8 @@ def test_a_student_learns_from_two_teachers_blended_and_the_second_ones_split_is
         main(student + ["--blend-teacher", str(tmp_path / "other-seed")])
     with pytest.raises(SystemExit, match="--blend-teacher needs --teacher"):
         main(common(tiny_base, tmp_path) + ["--distil-layers", "2", "--blend-teacher", str(tmp_path / "onnx")])
+    with pytest.raises(SystemExit, match="--blend-rows needs --blend-teacher"):
+        main(student + ["--blend-rows", "extra"])
     with pytest.raises(SystemExit):
         parse_arguments(["--blend", "aggression=1.5"])
     with pytest.raises(SystemExit):

@@ -1,13 +1,14 @@
 """One cross-validation fold of 2026.12.5's recipe on IMSyPP-NL: both teachers and the student trained on the fold.
 
-    .venv/bin/python models/experiments/2026-12-03-two-teacher-distillation/cv_fold.py FOLD OUT_JSON
+    .venv/bin/python models/experiments/2026-12-03-two-teacher-distillation/cv_fold.py FOLD OUT_JSON [ROWS]
 
 The folds are `train_classifier.py --cv 5 --cv-split head`'s, and each model is calibrated as `--cv-calibrate` does
 (temperatures and thresholds fitted on a split of the fold's own training rows), so the figures compare with the
 fold figures in models/weerbaar-e5-ft/MODEL_CARD.md. In the fold: teacher A is 2026.12.4's recipe (the corpus's
 aggression labels kept), teacher B the same with `--extra-mask aggression`, and the student starts from B and learns
 A's calibrated aggression as a soft label (`--blend aggression=1.0`). All three are scored on the test fold, which
-none of them saw. Needs ../shared/data; about 45 minutes on 2 cores. Writes figures and row ids only, no text.
+none of them saw. ROWS is the student's --blend-rows: all (default, 2026.12.5) or extra (A's soft label on the
+corpus's rows only; the real rows keep B's). Needs ../shared/data; about 45 minutes on 2 cores. Writes figures and row ids only, no text.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import numpy as np
 
 from monitor.training.calibration import calibrate, calibration_split
 from monitor.training.commands.train_classifier import (
+    blend_rows,
     blended_logits,
     config_from,
     distil_student,
@@ -37,7 +39,7 @@ from monitor.training.heads import imsypp_folds
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
-def main(fold: int, out: Path) -> None:
+def main(fold: int, out: Path, rows: str = "all") -> None:
     import torch
 
     torch.set_num_threads(2)
@@ -58,7 +60,7 @@ def main(fold: int, out: Path) -> None:
     train_rows, test_rows = imsypp_folds([r.stratum for r in imsypp], 5, arguments.seed)[fold - 1]
     test = [imsypp[i] for i in test_rows]
     fold_imsypp = [imsypp[i] for i in train_rows]
-    report = {"fold": fold, "test_rows": [r.group for r in test]}
+    report = {"fold": fold, "blend_rows": rows, "test_rows": [r.group for r in test]}
 
     def score(name: str, model, held_out) -> None:
         _, _, thresholds = calibrate(model, held_out, categories, arguments.false_alarm_rate)
@@ -81,10 +83,12 @@ def main(fold: int, out: Path) -> None:
         score(name, models[name], held_imsypp + held_threat)
     teacher_a, teacher_b = models["teacher_a"], models["teacher_b"]
     records = list(train) + transfer_data(arguments)  # the last train: B's, the corpus's aggression masked
-    texts = [r.text for r in records]
-    soft = blended_logits(teacher_b.logits(texts), [teacher_b.temperatures[c] for c in categories],
-                          teacher_a.probabilities(texts), {"aggression": 1.0}, categories)
-    log(f"student: {len(records)} rows")
+    soft = teacher_b.logits([r.text for r in records])
+    chosen = blend_rows(records, rows)
+    soft[chosen] = blended_logits(soft[chosen], [teacher_b.temperatures[c] for c in categories],
+                                  teacher_a.probabilities([records[i].text for i in chosen]), {"aggression": 1.0},
+                                  categories)
+    log(f"student: {len(records)} rows, A's aggression soft label on {len(chosen)} ({rows})")
     student = distil_student(teacher_b, records, soft, config, arguments, log)
     score("student", student, held_imsypp + held_threat)
     report["seconds"] = round(time.monotonic() - started)
@@ -92,4 +96,4 @@ def main(fold: int, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), Path(sys.argv[2]))
+    main(int(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:4])

@@ -156,6 +156,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     distil.add_argument("--blend", action="append", default=[], type=blend_weight, metavar="CATEGORY=W",
                         help="with --blend-teacher: the --blend-teacher's share W (0 to 1) of CATEGORY's soft label "
                              "(repeatable; default aggression=0.5; other categories keep --teacher's alone)")
+    distil.add_argument("--blend-rows", choices=BLEND_ROWS, default="all",
+                        help="with --blend-teacher: the rows whose soft labels are blended: all (default) or only the "
+                             "--extra rows (the real rows then keep --teacher's soft labels alone)")
     distil.add_argument("--distil-temperature", type=float, default=2.0, help="softening temperature (default 2)")
     distil.add_argument("--student-lr", type=float, default=5e-5, help="student learning rate (default 5e-5)")
     distil.add_argument("--student-epochs", type=float, default=3.0, help="student epochs (default 3)")
@@ -382,6 +385,16 @@ def blend_weight(value: str) -> tuple[str, float]:
     return category, share
 
 
+BLEND_ROWS = ("all", "extra")
+
+
+def blend_rows(records: Sequence[LabelledText], scope: str) -> np.ndarray:
+    """Return the indices of the RECORDS whose soft labels --blend-rows SCOPE blends: all, or the --extra rows."""
+    if scope not in BLEND_ROWS:
+        raise ValueError(f"unknown --blend-rows {scope!r}; expected one of {', '.join(BLEND_ROWS)}")
+    return np.array([i for i, r in enumerate(records) if scope == "all" or r.source == "extra"], dtype=np.int64)
+
+
 def blended_logits(logits: np.ndarray, temperatures: Sequence[float], other: np.ndarray,
                    shares: dict[str, float], categories: Sequence[str]) -> np.ndarray:
     """Return a teacher's soft labels (raw LOGITS [texts, categories], calibrated by TEMPERATURES) with each category
@@ -445,11 +458,14 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     if arguments.blend_teacher:
         shares = dict(arguments.blend or [("aggression", 0.5)])
         categories = teacher.config.categories
-        other = blend_teacher_probabilities(arguments.blend_teacher, [r.text for r in records], categories, arguments,
-                                            log)
+        rows = blend_rows(records, arguments.blend_rows)
+        other = blend_teacher_probabilities(arguments.blend_teacher, [records[i].text for i in rows], categories,
+                                            arguments, log)
         temperatures = [teacher.temperatures.get(c, 1.0) for c in categories]
-        soft = blended_logits(soft, temperatures, other, shares, categories)
-        log(f"soft labels blended with {arguments.blend_teacher} ({shares})")
+        soft = np.array(soft, copy=True)
+        if len(rows):
+            soft[rows] = blended_logits(soft[rows], temperatures, other, shares, categories)
+        log(f"soft labels blended with {arguments.blend_teacher} ({shares}) on {len(rows)} of {len(records)} rows")
     return distil_student(teacher, records, soft, config, arguments, log, after_epoch), teacher
 
 
@@ -527,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--soup: expected N >= 1, and no --distil-layers (a student is distilled from one teacher)")
     if arguments.teacher and (arguments.cv or not arguments.distil_layers):
         raise SystemExit("--teacher needs --distil-layers and the final mode (cross-validation trains a teacher per fold)")
+    if arguments.blend_rows != "all" and not arguments.blend_teacher:
+        raise SystemExit("--blend-rows needs --blend-teacher")
     if (arguments.blend_teacher or arguments.blend) and not (arguments.teacher and arguments.blend_teacher):
         raise SystemExit("--blend-teacher needs --teacher (whose temperatures put both on one scale), and --blend "
                          "needs --blend-teacher")
