@@ -28,7 +28,7 @@ TOPICS = ("housing", "asylum", "wind_turbines", "nitrogen", "farmers", "parking"
 # negatives by how often the model raises aggression or threat on them.
 POSITIVE_PHENOMENA = {
     "threat_direct": "threat", "threat_conditional": "threat", "threat_veiled_family": "threat",
-    "threat_veiled_home": "threat", "threat_call": "threat", "threat_obfuscated": "threat",
+    "threat_veiled_home": "threat", "threat_call": "threat", "threat_obfuscated": "threat", "threat_others": "threat",
     "harm_wish": "insult", "insult_name_calling": "insult", "insult_swear_compound": "insult",
     "insult_question": "insult", "insult_sarcasm": "insult", "insult_implicit": "insult",
     "insult_obfuscated": "insult", "identity_official": "identity_attack", "identity_group": "identity_attack",
@@ -37,7 +37,7 @@ POSITIVE_PHENOMENA = {
 HARD_NEGATIVE_PHENOMENA = (
     "criticism_policy", "complaint_local", "figurative_violence", "news_reported", "counter_speech",
     "negation_nonthreat", "profanity_untargeted", "object_abuse", "neutral_mention", "identity_neutral",
-    "political_action",
+    "political_action", "violence_nonhuman",
 )
 PHENOMENA = (*POSITIVE_PHENOMENA, *HARD_NEGATIVE_PHENOMENA)
 _FAMILY_FILE = re.compile(r"(?P<writer>w\d+)-(?P<phenomenon>[a-z_]+)\.jsonl")
