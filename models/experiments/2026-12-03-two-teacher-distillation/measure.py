@@ -5,9 +5,10 @@
 RUN_JSON is a training run record: its arguments rebuild the 903 calibration rows (`held_out_rows`), of which 285 are
 IMSyPP-NL's. Each MODEL is an exported model folder; several are averaged with weights W (default 1), at the first
 one's thresholds. Printed as JSON: IMSyPP's 285 rows (aggression average precision and macro-F1 at the threshold),
-threat on the 903 rows, the held-out corpus families (aggression AP, "flagged by any category" macro-F1, false
-aggression on four hard-negative families, the per-phenomenon report), RTP-LX NL AP per category and the held-out
-threat templates' threat AP. Needs ../shared/data (RTP-LX NL and the run's IMSyPP file); prints figures only, no text.
+how many of their violent rows, and of the rows the team relabelled as threats, get the threat label, threat on the
+903 rows, the held-out corpus families (aggression AP, "flagged by any category" macro-F1, false aggression on four
+hard-negative families, the per-phenomenon report), RTP-LX NL AP per category and the held-out threat templates'
+threat AP. Needs ../shared/data (RTP-LX NL and the run's IMSyPP file); prints figures only, no text.
 """
 
 import json
@@ -19,7 +20,7 @@ import numpy as np
 from monitor.onnx_classifier import read_onnx_classifier
 from monitor.training.commands.train_classifier import held_out_rows
 from monitor.training.corpus import phenomenon_report, read_corpus
-from monitor.training.datasets import read_dataset, template_records
+from monitor.training.datasets import read_dataset, read_imsypp_relabelled, template_records
 from monitor.training.evaluation import average_precision, macro_f1, scores_report
 from monitor.training.threat_templates import EVALUATION, generate_templates
 
@@ -48,6 +49,18 @@ def main(run_path: str, specs: list[str]) -> dict:
     aggression = scores_report([held[i] for i in imsypp], scores[imsypp], categories, thresholds)["aggression"]
     result["imsypp_285"] = {"rows": len(imsypp), "aggression_ap": round(aggression["average_precision"], 3),
                             "aggression_macro_f1": round(aggression["macro_f1"], 3)}
+    # IMSyPP's violent rows among them: how many get the threat label, and how many of those the team relabelled as
+    # threats at a person or group (models/corpus/relabels/) do.
+    ours = read_imsypp_relabelled(run["arguments"]["imsypp"])
+    ours = {r.group: r.labels["threat"] for r in ours}
+    violent = [i for i in imsypp if (held[i].stratum or "").startswith("3")]
+    column = categories.index("threat")
+    flagged_threat = [i for i in violent if scores[i, column] >= thresholds["threat"]]
+    relabelled = [i for i in imsypp if ours.get(held[i].group) == 1]
+    result["imsypp_285_violent"] = {
+        "rows": len(violent), "threat_labelled": len(flagged_threat),
+        "relabelled_threats_of_285": len(relabelled),
+        "relabelled_threats_labelled": int(sum(scores[i, column] >= thresholds["threat"] for i in relabelled))}
     threat = scores_report(held, scores, categories, thresholds)["threat"]
     confusion = threat["confusion"]
     result["threat_903"] = {"ap": round(threat["average_precision"], 3), "recall": round(threat["recall"], 3),
