@@ -21,8 +21,7 @@ import numpy as np
 
 from monitor.training.calibration import calibrate, calibration_split
 from monitor.training.commands.train_classifier import (
-    blend_rows,
-    blended_logits,
+    blend_soft_labels,
     config_from,
     distil_student,
     extra_data,
@@ -83,12 +82,10 @@ def main(fold: int, out: Path, rows: str = "all") -> None:
         score(name, models[name], held_imsypp + held_threat)
     teacher_a, teacher_b = models["teacher_a"], models["teacher_b"]
     records = list(train) + transfer_data(arguments)  # the last train: B's, the corpus's aggression masked
-    soft = teacher_b.logits([r.text for r in records])
-    chosen = blend_rows(records, rows)
-    soft[chosen] = blended_logits(soft[chosen], [teacher_b.temperatures[c] for c in categories],
-                                  teacher_a.probabilities([records[i].text for i in chosen]), {"aggression": 1.0},
-                                  categories)
-    log(f"student: {len(records)} rows, A's aggression soft label on {len(chosen)} ({rows})")
+    soft, blended = blend_soft_labels(teacher_b.logits([r.text for r in records]),
+                                      [teacher_b.temperatures[c] for c in categories], records, rows,
+                                      teacher_a.probabilities, {"aggression": 1.0}, categories)
+    log(f"student: {len(records)} rows, A's aggression soft label on {blended} ({rows})")
     student = distil_student(teacher_b, records, soft, config, arguments, log)
     score("student", student, held_imsypp + held_threat)
     report["seconds"] = round(time.monotonic() - started)

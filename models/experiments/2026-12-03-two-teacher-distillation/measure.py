@@ -54,13 +54,12 @@ def main(run_path: str, specs: list[str]) -> dict:
     ours = read_imsypp_relabelled(run["arguments"]["imsypp"])
     ours = {r.group: r.labels["threat"] for r in ours}
     violent = [i for i in imsypp if (held[i].stratum or "").startswith("3")]
-    column = categories.index("threat")
-    flagged_threat = [i for i in violent if scores[i, column] >= thresholds["threat"]]
+    threat_label = scores[:, categories.index("threat")] >= thresholds["threat"]
     relabelled = [i for i in imsypp if ours.get(held[i].group) == 1]
     result["imsypp_285_violent"] = {
-        "rows": len(violent), "threat_labelled": len(flagged_threat),
+        "rows": len(violent), "threat_labelled": int(threat_label[violent].sum()),
         "relabelled_threats_of_285": len(relabelled),
-        "relabelled_threats_labelled": int(sum(scores[i, column] >= thresholds["threat"] for i in relabelled))}
+        "relabelled_threats_labelled": int(threat_label[relabelled].sum())}
     threat = scores_report(held, scores, categories, thresholds)["threat"]
     confusion = threat["confusion"]
     result["threat_903"] = {"ap": round(threat["average_precision"], 3), "recall": round(threat["recall"], 3),

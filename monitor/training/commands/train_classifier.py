@@ -395,6 +395,19 @@ def blend_rows(records: Sequence[LabelledText], scope: str) -> np.ndarray:
     return np.array([i for i, r in enumerate(records) if scope == "all" or r.source == "extra"], dtype=np.int64)
 
 
+def blend_soft_labels(logits: np.ndarray, temperatures: Sequence[float], records: Sequence[LabelledText], scope: str,
+                      probabilities, shares: dict[str, float], categories: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Return (soft labels, rows blended): a teacher's raw LOGITS [records, categories] with the --blend-rows SCOPE
+    rows' SHARES categories blended (blended_logits) with PROBABILITIES(texts), the second teacher's calibrated
+    probabilities of those rows' texts. LOGITS is not changed."""
+    rows = blend_rows(records, scope)
+    other = probabilities([records[i].text for i in rows])
+    soft = np.array(logits, dtype=np.float32, copy=True)
+    if len(rows):
+        soft[rows] = blended_logits(soft[rows], temperatures, other, shares, categories)
+    return soft, len(rows)
+
+
 def blended_logits(logits: np.ndarray, temperatures: Sequence[float], other: np.ndarray,
                    shares: dict[str, float], categories: Sequence[str]) -> np.ndarray:
     """Return a teacher's soft labels (raw LOGITS [texts, categories], calibrated by TEMPERATURES) with each category
@@ -458,14 +471,12 @@ def train_model(train, config, arguments, log, after_epoch=None, teacher=None, m
     if arguments.blend_teacher:
         shares = dict(arguments.blend or [("aggression", 0.5)])
         categories = teacher.config.categories
-        rows = blend_rows(records, arguments.blend_rows)
-        other = blend_teacher_probabilities(arguments.blend_teacher, [records[i].text for i in rows], categories,
-                                            arguments, log)
         temperatures = [teacher.temperatures.get(c, 1.0) for c in categories]
-        soft = np.array(soft, copy=True)
-        if len(rows):
-            soft[rows] = blended_logits(soft[rows], temperatures, other, shares, categories)
-        log(f"soft labels blended with {arguments.blend_teacher} ({shares}) on {len(rows)} of {len(records)} rows")
+        soft, blended = blend_soft_labels(
+            soft, temperatures, records, arguments.blend_rows,
+            lambda texts: blend_teacher_probabilities(arguments.blend_teacher, texts, categories, arguments, log),
+            shares, categories)
+        log(f"soft labels blended with {arguments.blend_teacher} ({shares}) on {blended} of {len(records)} rows")
     return distil_student(teacher, records, soft, config, arguments, log, after_epoch), teacher
 
 
