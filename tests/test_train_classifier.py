@@ -14,9 +14,11 @@ from monitor.training.calibration import calibration_split
 from monitor.training.commands.train_classifier import (
     config_from,
     extra_data,
+    held_out_rows,
     main,
     parse_arguments,
     train_model,
+    training_imsypp,
     training_share,
 )
 from monitor.training.datasets import LabelledText, read_dataset, read_imsypp
@@ -122,6 +124,35 @@ def test_a_teacher_trained_on_another_split_is_refused(tiny_base, tmp_path):
                                                    "--teacher", str(tmp_path / "teacher")])
     with pytest.raises(SystemExit, match="--teacher needs --distil-layers"):
         main(common(tiny_base, tmp_path) + ["--teacher", str(tmp_path / "teacher")])
+
+
+def test_imsypp_relabels_change_the_labels_trained_and_calibrated_on_but_not_the_split(tiny_base, tmp_path):
+    # Row 12 is IMSyPP "offensive" (no threat) and row 18 "violent" (a threat); the team reads 12 as a call for violence
+    # at a group and 18 as a harm wish.
+    relabels = tmp_path / "relabels.csv"
+    relabels.write_text("row,aggression,threat,insult,identity_attack,target\n12,1,1,0,1,group\n18,1,0,1,0,person\n",
+                        encoding="utf-8")
+    theirs = {r.group: r.labels for r in training_imsypp(parse_arguments(common(tiny_base, tmp_path)))}
+    arguments = parse_arguments(common(tiny_base, tmp_path) + ["--imsypp-relabels", str(relabels)])
+    ours = {r.group: r.labels for r in training_imsypp(arguments)}
+    assert (theirs["imsypp:12"]["threat"], theirs["imsypp:18"]["threat"]) == (0, 1)
+    assert ours["imsypp:12"] == {"aggression": 1, "threat": 1, "insult": 0, "identity_attack": 1}
+    assert ours["imsypp:18"] == {"aggression": 1, "threat": 0, "insult": 1, "identity_attack": 0}
+    assert ours["imsypp:7"] == theirs["imsypp:7"]
+
+    assert main(common(tiny_base, tmp_path) + ["--imsypp-relabels", str(relabels), "--out", str(tmp_path / "ours")]) == 0
+    run = json.loads((tmp_path / "ours" / "run.json").read_text())
+    assert run["arguments"]["imsypp_relabels"] == str(relabels)
+    # The calibration rows a run record rebuilds carry the labels the run calibrated on; the rows are the same.
+    held_ours = held_out_rows(run["arguments"])
+    held_theirs = held_out_rows(run["arguments"] | {"imsypp_relabels": None})
+    assert [r.text for r in held_ours] == [r.text for r in held_theirs]
+    assert [r.labels for r in held_ours] == [ours[r.group] for r in held_ours]
+    # A teacher that learned IMSyPP's own labels is not this student's teacher.
+    assert main(common(tiny_base, tmp_path) + ["--out", str(tmp_path / "theirs")]) == 0
+    with pytest.raises(SystemExit, match="imsypp_relabels"):
+        main(common(tiny_base, tmp_path) + ["--imsypp-relabels", str(relabels), "--distil-layers", "2",
+                                            "--teacher", str(tmp_path / "theirs")])
 
 
 def test_blended_soft_labels_average_two_calibrated_teachers_on_the_first_ones_scale():

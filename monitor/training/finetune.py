@@ -156,10 +156,22 @@ def sample_for_category(
     return positives + zeros
 
 
+IMSYPP_TYPE_STRATA = {"3. violent": "violent", "2. offensive": "offensive"}
+
+
 def imsypp_strata(records: Sequence[LabelledText]) -> list[str]:
-    """Return violent / offensive / other per IMSyPP record, read back from its labels, for stratified folds."""
-    return ["violent" if r.labels["threat"] == 1 else "offensive" if r.labels["aggression"] == 1 else "other"
-            for r in records]
+    """Return violent / offensive / other per IMSyPP record, for stratified folds and the calibration split.
+
+    IMSyPP's own type decides where the record has one (read_imsypp keeps it as the stratum), so that the team's
+    relabels (models/corpus/relabels/), which move threats between its types, leave every split as it was; other
+    records are read back from their labels."""
+    def stratum(record: LabelledText) -> str:
+        if record.stratum and record.stratum[:1].isdigit():
+            return IMSYPP_TYPE_STRATA.get(record.stratum, "other")
+        labels = record.labels
+        return "violent" if labels["threat"] == 1 else "offensive" if labels["aggression"] == 1 else "other"
+
+    return [stratum(r) for r in records]
 
 
 class MultiLabelEncoder:

@@ -5,10 +5,10 @@
 RUN_JSON is a training run record: its arguments rebuild the 903 calibration rows (`held_out_rows`), of which 285 are
 IMSyPP-NL's. Each MODEL is an exported model folder; several are averaged with weights W (default 1), at the first
 one's thresholds. Printed as JSON: IMSyPP's 285 rows (aggression average precision and macro-F1 at the threshold),
-how many of their violent rows, and of the rows the team relabelled as threats, get the threat label, threat on the
-903 rows, the held-out corpus families (aggression AP, "flagged by any category" macro-F1, false aggression on four
-hard-negative families, the per-phenomenon report), RTP-LX NL AP per category and the held-out threat templates'
-threat AP. Needs ../shared/data (RTP-LX NL and the run's IMSyPP file); prints figures only, no text.
+how many of their violent rows, of the rows the team relabelled as threats, and of the other rows get the threat
+label, threat on the 903 rows (by the run's labels and by the team's), the held-out corpus families (aggression AP,
+"flagged by any category" macro-F1, false aggression on four hard-negative families, the per-phenomenon report),
+RTP-LX NL AP per category and the held-out threat templates' threat AP. Needs ../shared/data (RTP-LX NL and the run's IMSyPP file); prints figures only, no text.
 """
 
 import json
@@ -20,7 +20,7 @@ import numpy as np
 from monitor.onnx_classifier import read_onnx_classifier
 from monitor.training.commands.train_classifier import held_out_rows
 from monitor.training.corpus import phenomenon_report, read_corpus
-from monitor.training.datasets import read_dataset, read_imsypp_relabelled, template_records
+from monitor.training.datasets import IMSYPP_RELABELS, read_dataset, read_imsypp_relabelled, template_records
 from monitor.training.evaluation import average_precision, macro_f1, scores_report
 from monitor.training.threat_templates import EVALUATION, generate_templates
 
@@ -56,14 +56,20 @@ def main(run_path: str, specs: list[str]) -> dict:
     violent = [i for i in imsypp if (held[i].stratum or "").startswith("3")]
     threat_label = scores[:, categories.index("threat")] >= thresholds["threat"]
     relabelled = [i for i in imsypp if ours.get(held[i].group) == 1]
+    others = [i for i in imsypp if ours.get(held[i].group) != 1]
     result["imsypp_285_violent"] = {
         "rows": len(violent), "threat_labelled": int(threat_label[violent].sum()),
         "relabelled_threats_of_285": len(relabelled),
-        "relabelled_threats_labelled": int(threat_label[relabelled].sum())}
-    threat = scores_report(held, scores, categories, thresholds)["threat"]
-    confusion = threat["confusion"]
-    result["threat_903"] = {"ap": round(threat["average_precision"], 3), "recall": round(threat["recall"], 3),
-                            "false_alarms": round(confusion["fp"] / (confusion["fp"] + confusion["tn"]), 4)}
+        "relabelled_threats_labelled": int(threat_label[relabelled].sum()),
+        "other_rows_threat_labelled": int(threat_label[others].sum())}
+    # Threat on the 903 rows twice: by the labels the run calibrated on, and by the team's labels of IMSyPP's rows
+    # (the same for every run, so runs trained on either compare).
+    for name, rows in (("threat_903", held),
+                       ("threat_903_ours", held_out_rows(run["arguments"] | {"imsypp_relabels": str(IMSYPP_RELABELS)}))):
+        threat = scores_report(rows, scores, categories, thresholds)["threat"]
+        confusion = threat["confusion"]
+        result[name] = {"ap": round(threat["average_precision"], 3), "recall": round(threat["recall"], 3),
+                        "false_alarms": round(confusion["fp"] / (confusion["fp"] + confusion["tn"]), 4)}
     corpus = read_corpus("eval")
     corpus_scores = probabilities([m.text for m in corpus])
     rows = [dict(zip(categories, map(float, row))) for row in corpus_scores]

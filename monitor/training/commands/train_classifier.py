@@ -59,6 +59,7 @@ from monitor.training.datasets import (
     read_dataset,
     read_germeval2026_vio,
     read_imsypp,
+    read_imsypp_relabelled,
     read_annotations,
     read_reviews,
     template_records,
@@ -87,6 +88,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--imsypp", type=Path, required=True, help="IMSyPP-NL train.csv")
+    parser.add_argument("--imsypp-relabels", type=Path, metavar="CSV",
+                        help="train and calibrate on the team's threat, insult and identity-attack labels of IMSyPP's "
+                             "offensive and violent rows (models/corpus/relabels/imsypp-nl.csv) instead of IMSyPP's "
+                             "own; aggression stays IMSyPP's. The split is the same either way")
     parser.add_argument("--germeval-vio", type=Path, help="GermEval 2026 vio_train_26.csv (threat positives)")
     parser.add_argument("--germeval-vio-negatives", type=int, default=600, help="'nothing' rows sampled (default 600)")
     parser.add_argument("--templates-per-family", type=int, default=60,
@@ -217,6 +222,14 @@ def threat_data(arguments) -> list[LabelledText]:
     return records
 
 
+def training_imsypp(arguments) -> list[LabelledText]:
+    """Return IMSyPP's rows as this run trains and calibrates on them: its own labels, or with --imsypp-relabels the
+    team's threat, insult and identity-attack labels (models/corpus/relabels/)."""
+    if getattr(arguments, "imsypp_relabels", None):
+        return read_imsypp_relabelled(arguments.imsypp, arguments.imsypp_relabels)
+    return read_imsypp(arguments.imsypp)
+
+
 def held_out_rows(recorded: dict) -> list[LabelledText]:
     """Return the rows a final training run calibrated on, rebuilt from the ARGUMENTS of its run record.
 
@@ -228,7 +241,7 @@ def held_out_rows(recorded: dict) -> list[LabelledText]:
     arguments = parse_arguments(["--imsypp", str(recorded["imsypp"])])  # defaults for what older records lack
     for name, value in recorded.items():
         setattr(arguments, name, value)
-    _, held_imsypp, held_threat = calibration_split(read_imsypp(arguments.imsypp), threat_data(arguments), [],
+    _, held_imsypp, held_threat = calibration_split(training_imsypp(arguments), threat_data(arguments), [],
                                                     arguments.calibration_fraction, arguments.seed)
     return held_imsypp + held_threat
 
@@ -346,9 +359,10 @@ def transfer_data(arguments) -> list[LabelledText]:
 
 TEACHER_KEYS = ("imsypp", "germeval_vio", "germeval_vio_negatives", "templates_per_family", "extra", "extra_rows",
                 "extra_only", "extra_mask", "reviews", "annotations", "seed", "calibration_fraction", "no_threat_data",
-                "threat_data_threat_only", "limit")
-# What a --blend-teacher may do otherwise: how it labels the --extra rows, which all train and never calibrate.
-BLEND_TEACHER_FREE = ("extra_mask", "extra_aggression_head")
+                "threat_data_threat_only", "limit", "imsypp_relabels")
+# What a --blend-teacher may do otherwise: how it labels the --extra rows, which all train and never calibrate, and
+# which labels IMSyPP's rows carry (the split, and so what it has seen, is the same with either).
+BLEND_TEACHER_FREE = ("extra_mask", "extra_aggression_head", "imsypp_relabels")
 
 
 def check_teacher(path: Path, arguments, free: Sequence[str] = ()) -> None:
@@ -366,7 +380,7 @@ def check_teacher(path: Path, arguments, free: Sequence[str] = ()) -> None:
         mine = str(mine) if isinstance(mine, Path) else mine
         # A data file may sit in another folder on this machine: the same file name counts as the same data.
         same = (Path(mine).name == Path(theirs).name if isinstance(mine, Path | str) and mine and theirs
-                and key in ("imsypp", "germeval_vio", "reviews", "annotations") else mine == theirs)
+                and key in ("imsypp", "germeval_vio", "reviews", "annotations", "imsypp_relabels") else mine == theirs)
         if not same:
             raise SystemExit(f"{run}: the teacher was trained with {key}={theirs!r}, this run has {mine!r}")
 
@@ -535,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
 
-    imsypp = read_imsypp(arguments.imsypp)
+    imsypp = training_imsypp(arguments)
     threat = threat_data(arguments)
     extra = mark_extra(extra_data(arguments))
     config = config_from(arguments)
