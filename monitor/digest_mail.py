@@ -86,8 +86,12 @@ def add_trends(
 
 
 def digest_mail(settings: Settings, digest: Digest, images: dict[int, Attachment] | None = None) -> Mail:
-    """Return the digest as a mail: plain text, HTML with inline CSS, and the chart of each official in it."""
+    """Return the digest as a mail: plain text, HTML with inline CSS, and the chart of each official in it.
+
+    At most [digest] mail_items_per_official mentions per official are in it; the rest are counted and named as waiting
+    in the review desk."""
     images = trend_images(settings, digest) if images is None else images
+    digest = digest.capped(settings.digest.mail_items_per_official)
     shown = {o.official_id: images[o.official_id] for o in digest.officials if o.official_id in images}
     context = {"digest": digest, "charts": {oid: image.content_id for oid, image in shown.items()},
                "trend_days": settings.digest.trend_days, "base_url": (settings.web.base_url or "").rstrip("/") or None}

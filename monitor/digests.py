@@ -61,6 +61,9 @@ class OfficialDigest:
     mentions_before: int = 0
     flagged_count: int = 0
     flagged_before: int = 0
+    # Threats and other flagged mentions left out of a capped digest (Digest.capped), still counted.
+    threats_hidden: int = 0
+    flagged_hidden: int = 0
 
 
 @dataclass
@@ -85,7 +88,7 @@ class Digest:
     @property
     def officials_affected(self) -> int:
         """Return how many officials have at least one flagged mention in this digest."""
-        return sum(1 for o in self.officials if o.threats or o.flagged)
+        return sum(1 for o in self.officials if o.threats or o.flagged or o.threats_hidden or o.flagged_hidden)
 
     @property
     def posting_days_text(self) -> str:
@@ -108,10 +111,25 @@ class Digest:
         return dataclasses.replace(self, officials=[o for o in self.officials if o.official_id in official_ids],
                                    silent_sources=[], warnings=[])
 
+    def capped(self, items_per_official: int) -> Digest:
+        """Return this digest with at most ITEMS_PER_OFFICIAL mentions shown per official, threats first (each list is
+        already ordered most probable first); what is left out is counted in threats_hidden and flagged_hidden."""
+        import dataclasses
+
+        officials = []
+        for official in self.officials:
+            threats = official.threats[:items_per_official]
+            flagged = official.flagged[: items_per_official - len(threats)]
+            officials.append(dataclasses.replace(
+                official, threats=threats, flagged=flagged,
+                threats_hidden=official.threats_hidden + len(official.threats) - len(threats),
+                flagged_hidden=official.flagged_hidden + len(official.flagged) - len(flagged)))
+        return dataclasses.replace(self, officials=officials)
+
     @property
     def threats(self) -> int:
-        """Return the number of threats across all officials."""
-        return sum(len(o.threats) for o in self.officials)
+        """Return the number of threats across all officials, those a capped digest leaves out included."""
+        return sum(len(o.threats) + o.threats_hidden for o in self.officials)
 
     @property
     def flagged(self) -> int:

@@ -144,6 +144,10 @@ class DigestSettings(StrictModel):
     recipients: list[str] = Field(default_factory=list)
     # Days of history in the trend chart of each official.
     trend_days: int = Field(default=14, ge=2, le=90)
+    # Mentions shown per official in a digest MAIL, threats first and the most probable first; the rest are counted
+    # and left to the review desk, so a pile-on cannot make a mail that no server or reader takes. The digest files
+    # and the desk show everything.
+    mail_items_per_official: int = Field(default=25, ge=1)
 
     _recipients = field_validator("recipients")(check_addresses)
 

@@ -114,3 +114,28 @@ def test_one_posting_day_can_be_mailed_on_request(workdir, smtp):
     assert "Mail: sent 3" in result.output  # the griffie, and Anneke's two contacts
     [whole] = digests_to(smtp, "griffie@weerbaar.example")
     assert "Weerbaar-digest 28-11-2026" in whole["Subject"] and "#1 " in text_of(whole)
+
+
+def test_a_pile_on_is_capped_in_the_mail_counted_and_left_whole_in_the_digest_file(workdir, smtp):
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    insults = ["idioot", "clown", "kutbeleid", "idioot en clown"]
+    set_up(workdir, smtp, [post("1", "@AnnekeVisserZw ik maak je af", created_at=now)]
+           + [post(str(i), f"@AnnekeVisserZw {word}", created_at=now) for i, word in enumerate(insults, start=2)]
+           + [post("9", "@RuudHoekstraWH idioot", created_at=now)])
+    config = workdir / "weerbaar.toml"
+    config.write_text(config.read_text().replace('send_at = "07:30"', 'send_at = "07:30"\nmail_items_per_official = 2'))
+    run_and_digest()
+    [whole] = digests_to(smtp, "griffie@weerbaar.example")
+    text, html = text_of(whole), html_of(whole)
+    # The subject and the header count everything; the mail shows the threat and the most probable insult.
+    assert "1 dreiging(en), 6 gemarkeerd" in whole["Subject"]
+    assert "#1 [DREIGING" in text and sum(f"#{i} [agressie" in text for i in range(2, 6)) == 1
+    assert "... en nog 0 dreiging(en) en 3 ander(e) gemarkeerd(e) bericht(en), niet in deze mail" in text
+    assert 'href="https://desk.weerbaar.example/" style="color: #0b57d0;">zie de reviewdesk</a>' in html
+    assert "@RuudHoekstraWH idioot" in text and text.count("niet in deze mail") == 1  # Ruud's one mention is under the cap
+    # Anneke's contacts get her part, capped the same way; the digest file keeps every mention.
+    [part] = digests_to(smtp, "bode@zwolle.example")
+    assert "niet in deze mail" in text_of(part)
+    [stored] = list((workdir / "var" / "digests").glob("*.txt"))
+    content = stored.read_text(encoding="utf-8")
+    assert all(f"#{i} [" in content for i in range(1, 6)) and "niet in deze mail" not in content
