@@ -8,9 +8,11 @@ one's thresholds. Printed as JSON: IMSyPP's 285 rows (aggression average precisi
 how many of their violent rows, of the rows the team relabelled as threats, and of the other rows get the threat
 label, threat on the 903 rows (by the run's labels and by the team's), the held-out corpus families (aggression AP,
 "flagged by any category" macro-F1, false aggression on four hard-negative families, the per-phenomenon report),
-RTP-LX NL AP per category and the held-out threat templates' threat AP. Needs ../shared/data (RTP-LX NL and the run's IMSyPP file); prints figures only, no text.
+RTP-LX NL AP per category and the held-out threat templates' threat AP. Needs ../shared/data (RTP-LX NL and the
+run's IMSyPP file); prints figures only, no text.
 """
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 from monitor.onnx_classifier import read_onnx_classifier
 from monitor.training.commands.train_classifier import held_out_rows
 from monitor.training.corpus import phenomenon_report, read_corpus
-from monitor.training.datasets import IMSYPP_RELABELS, read_dataset, read_imsypp_relabelled, template_records
+from monitor.training.datasets import read_dataset, read_imsypp_relabelled, template_records
 from monitor.training.evaluation import average_precision, macro_f1, scores_report
 from monitor.training.threat_templates import EVALUATION, generate_templates
 
@@ -51,8 +53,8 @@ def main(run_path: str, specs: list[str]) -> dict:
                             "aggression_macro_f1": round(aggression["macro_f1"], 3)}
     # IMSyPP's violent rows among them: how many get the threat label, and how many of those the team relabelled as
     # threats at a person or group (models/corpus/relabels/) do.
-    ours = read_imsypp_relabelled(run["arguments"]["imsypp"])
-    ours = {r.group: r.labels["threat"] for r in ours}
+    ours_labels = {r.group: r.labels for r in read_imsypp_relabelled(run["arguments"]["imsypp"])}
+    ours = {group: labels["threat"] for group, labels in ours_labels.items()}
     violent = [i for i in imsypp if (held[i].stratum or "").startswith("3")]
     threat_label = scores[:, categories.index("threat")] >= thresholds["threat"]
     relabelled = [i for i in imsypp if ours.get(held[i].group) == 1]
@@ -63,9 +65,9 @@ def main(run_path: str, specs: list[str]) -> dict:
         "relabelled_threats_labelled": int(threat_label[relabelled].sum()),
         "other_rows_threat_labelled": int(threat_label[others].sum())}
     # Threat on the 903 rows twice: by the labels the run calibrated on, and by the team's labels of IMSyPP's rows
-    # (the same for every run, so runs trained on either compare).
-    for name, rows in (("threat_903", held),
-                       ("threat_903_ours", held_out_rows(run["arguments"] | {"imsypp_relabels": str(IMSYPP_RELABELS)}))):
+    # (the same for every run, so runs trained on either compare; the split is the same with either labelling).
+    held_ours = [dataclasses.replace(r, labels=ours_labels[r.group]) if r.group in ours_labels else r for r in held]
+    for name, rows in (("threat_903", held), ("threat_903_ours", held_ours)):
         threat = scores_report(rows, scores, categories, thresholds)["threat"]
         confusion = threat["confusion"]
         result[name] = {"ap": round(threat["average_precision"], 3), "recall": round(threat["recall"], 3),

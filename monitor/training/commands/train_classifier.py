@@ -225,7 +225,7 @@ def threat_data(arguments) -> list[LabelledText]:
 def training_imsypp(arguments) -> list[LabelledText]:
     """Return IMSyPP's rows as this run trains and calibrates on them: its own labels, or with --imsypp-relabels the
     team's threat, insult and identity-attack labels (models/corpus/relabels/)."""
-    if getattr(arguments, "imsypp_relabels", None):
+    if arguments.imsypp_relabels:
         return read_imsypp_relabelled(arguments.imsypp, arguments.imsypp_relabels)
     return read_imsypp(arguments.imsypp)
 
